@@ -1,0 +1,27 @@
+# make install: .venv with cliplab and everything its tests and notebooks need.
+# make demo:    install + synthesise data with a planted bias, train the tiny model, zero-shot + audit.
+# make test:    install + the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO := demo-out
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,test]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 3000 --seed 0 --bias 0.4
+	$(VENV)/bin/cliplab zeroshot --model cliplab-tiny --images $(DEMO)/data/metadata.csv \
+		--classes $(DEMO)/data/classes.txt --templates 'a photo of a person holding a {}.' --out $(DEMO)/zeroshot
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO)

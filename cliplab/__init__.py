@@ -1,0 +1,36 @@
+"""cliplab: train, load, probe and audit CLIP models (on open_clip_torch).
+
+The public API; everything the CLI and the notebooks do goes through these names.
+Names are imported on first use, so ``import cliplab`` (and the CLI's --help) stays fast.
+"""
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cliplab")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+src"
+
+_EXPORTS = {
+    "errors": ["CliplabError", "InputError", "ModelError", "OutputError"],
+    "data": ["ImageSet", "Skip", "load_image", "read_images"],
+    "embed": ["ImageEmbeddings", "embed_images", "embed_texts", "write_embeddings"],
+    "models": ["LoadedModel", "load_model", "select_device"],
+    "prompts": ["load_classes", "load_templates"],
+    "synth": ["SynthConfig", "synthesize"],
+    "zeroshot": ["ZeroShotClassifier", "ZeroShotResult", "run_zeroshot", "write_zeroshot", "zeroshot_metrics"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = ["__version__", *_WHERE]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,232 @@
+"""Turn a model name and a weights source into a ready CLIP model: the one place that does.
+
+Weights come from an open_clip pretrained tag, an ``hf-hub:`` id, a local checkpoint file
+(open_clip state dict, open_clip_train checkpoint, safetensors), a ``local-dir:`` folder, or a
+run directory written by ``cliplab train``. Loading never hangs on a missing network: when the
+weights are not cached and cannot be fetched, it fails at once with a message saying what was
+tried and how to pass a local file instead.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import socket
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import open_clip
+import torch
+from open_clip.transform import PreprocessCfg
+
+from .errors import ModelError
+
+CONFIG_DIR = Path(__file__).parent / "model_configs"
+RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (open_clip local-dir layout)
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
+NETWORK_PROBE_SECONDS = 3.0
+
+open_clip.add_model_config(CONFIG_DIR)  # registers cliplab-tiny etc. in open_clip's registry
+
+
+@dataclass
+class LoadedModel:
+    """A model with everything needed to use it, and an identity usable as a cache key."""
+
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    name: str
+    identity: str
+    device: torch.device
+    preprocess_train: Callable | None = None
+    text_cache: dict[str, Any] = field(default_factory=dict, repr=False)  # text -> embedding (embed_texts)
+
+    @property
+    def preprocess_key(self) -> str:
+        return repr(self.preprocess)
+
+
+def select_device(device: str | None = None) -> torch.device:
+    """``cuda`` when available, else CPU; an explicit choice is checked, not ignored."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ModelError(f"unknown device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def tiny_model_names() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def file_digest(path: str | Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+
+
+def load_model(
+    model: str | None = None,
+    pretrained: str | None = None,
+    device: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load ``model`` (an open_clip architecture, ``hf-hub:ID`` or ``local-dir:PATH``) with weights.
+
+    ``pretrained`` is an open_clip tag, a checkpoint file, a ``cliplab train`` run directory or a
+    folder in open_clip's local-dir layout; ``None`` gives a randomly initialised model (seeded).
+    """
+    dev = select_device(device)
+    if pretrained and Path(pretrained).expanduser().is_dir():
+        model, pretrained = _resolve_directory(model, Path(pretrained).expanduser())
+    if not model:
+        raise ModelError("no model architecture given: pass --model NAME (see `cliplab models`)")
+    if model.startswith("hf-hub:"):
+        model = "local-dir:" + _fetch_hf_snapshot(model[len("hf-hub:"):])
+        pretrained = None
+    if model.startswith("local-dir:"):
+        folder = Path(model[len("local-dir:"):])
+        weights = open_clip.factory._find_checkpoint_in_dir(folder) if folder.is_dir() else None
+        if weights is None:
+            raise ModelError(f"{folder} has no {OPEN_CLIP_CONFIG} with weights beside it")
+        name = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_name", model)
+        return _create(model, None, dev, identity=f"{name}@{file_digest(weights)}", name=name)
+    if open_clip.get_model_config(model) is None:
+        raise ModelError(f"unknown model architecture {model!r}; cliplab's own: {', '.join(tiny_model_names())}; "
+                         "`cliplab models` lists all")
+    if not pretrained:
+        torch.manual_seed(seed)
+        return _create(model, None, dev, identity=f"{model}@random-seed{seed}", name=model)
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return _create(model, str(path), dev, identity=f"{model}@{file_digest(path)}", name=model)
+    tag_cfg = open_clip.get_pretrained_cfg(model, pretrained)
+    if not tag_cfg:
+        tags = open_clip.list_pretrained_tags_by_model(model)
+        raise ModelError(f"--pretrained {pretrained!r} is neither a file, a run directory nor a pretrained tag of "
+                         f"{model} (tags: {', '.join(tags) or 'none'})")
+    weights = _fetch_tag(model, pretrained, tag_cfg)
+    force = {f.name: tag_cfg[f.name] for f in fields(PreprocessCfg) if f.name in tag_cfg}
+    return _create(model, weights, dev, identity=f"{model}@{file_digest(weights)}", name=model,
+                   force_preprocess_cfg=force, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)))
+
+
+def _resolve_directory(model: str | None, folder: Path) -> tuple[str, str | None]:
+    """A run directory or local-dir folder: returns (model spec, weights file or None)."""
+    final = folder / RUN_MODEL_DIR
+    if (final / OPEN_CLIP_CONFIG).is_file():
+        folder = final
+    if not (folder / OPEN_CLIP_CONFIG).is_file():
+        raise ModelError(f"{folder} is a directory but neither a cliplab run (no {RUN_MODEL_DIR}/{OPEN_CLIP_CONFIG}) "
+                         f"nor an open_clip local-dir folder (no {OPEN_CLIP_CONFIG}); has the run finished?")
+    saved = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_name")
+    if model and saved and model != saved:
+        raise ModelError(f"--model {model} does not match the run in {folder}, which is a {saved}")
+    return f"local-dir:{folder}", None
+
+
+def _create(spec: str, weights: str | None, device: torch.device, identity: str, name: str,
+            **kwargs: Any) -> LoadedModel:
+    quiet = _DropRandomInitWarning()  # cliplab says "random" in the identity; open_clip's warning is noise
+    logging.getLogger().addFilter(quiet)
+    try:
+        model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
+            spec, pretrained=weights, device=device, weights_only=True, **kwargs)
+    except pickle.UnpicklingError as e:
+        raise ModelError(f"refused to load {weights or spec}: not a plain weights file "
+                         f"(torch.load weights_only=True rejected it: {str(e).splitlines()[0]})") from None
+    except RuntimeError as e:
+        msg = str(e)
+        if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
+            raise ModelError(f"checkpoint {weights or spec} does not fit architecture {name}: it was saved from a "
+                             "different architecture (pass the matching --model)") from None
+        raise ModelError(f"cannot load {weights or spec} as {name}: {msg.splitlines()[0]}") from None
+    except (EOFError, ValueError, OSError, KeyError, StopIteration) as e:
+        raise ModelError(f"cannot read checkpoint {weights or spec}: {type(e).__name__}: "
+                         f"{(str(e).splitlines() or [''])[0]} (truncated or not a checkpoint?)") from None
+    finally:
+        logging.getLogger().removeFilter(quiet)
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(spec)
+    return LoadedModel(model, preprocess, tokenizer, name, identity, device, preprocess_train)
+
+
+class _DropRandomInitWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+# ---------------------------------------------------------------- fetching pretrained weights
+def _offline_reason(host: str) -> str | None:
+    """Why a download cannot work right now, or None. Avoids the hub client's long retry loop."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    try:
+        socket.create_connection((host, 443), timeout=NETWORK_PROBE_SECONDS).close()
+    except OSError as e:
+        return f"{host} cannot be reached ({e.__class__.__name__}: {e})"
+    return None
+
+
+def _how_to_pass_local(what: str) -> str:
+    return (f"download {what} on a machine with network and pass the file with --pretrained PATH "
+            "(or a folder holding open_clip_config.json and the weights with --model local-dir:PATH)")
+
+
+def _fetch_hf_snapshot(repo_id: str) -> str:
+    """The local folder of an hf-hub model (config + weights), from the cache or downloaded."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return str(Path(hf_hub_download(repo_id, OPEN_CLIP_CONFIG, local_files_only=True)).parent)
+    except LocalEntryNotFoundError:
+        pass
+    reason = _offline_reason("huggingface.co")
+    if reason:
+        raise ModelError(f"cannot fetch hf-hub:{repo_id}: tried the local Hugging Face cache (not there) and "
+                         f"the hub ({reason}); {_how_to_pass_local('the repository')}")
+    try:
+        open_clip.pretrained.download_pretrained_from_hf(repo_id)
+        return str(Path(hf_hub_download(repo_id, OPEN_CLIP_CONFIG)).parent)
+    except Exception as e:  # the hub client raises many kinds; all mean the same here
+        raise ModelError(f"cannot fetch hf-hub:{repo_id}: {str(e).splitlines()[0]}") from None
+
+
+def _fetch_tag(model: str, tag: str, cfg: dict) -> str:
+    """The weights file of an open_clip pretrained tag, from the cache or downloaded as open_clip does."""
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo, filename = os.path.split(hub)
+        for name in [n for n in (filename.replace(".bin", ".safetensors"), filename or OPEN_CLIP_WEIGHTS) if n]:
+            try:
+                return hf_hub_download(repo, name, local_files_only=True)
+            except LocalEntryNotFoundError:
+                continue
+        source, host = f"hf-hub:{hub}", "huggingface.co"
+    else:
+        url = cfg.get("url", "")
+        cached = Path("~/.cache/clip").expanduser() / os.path.basename(url)
+        if cached.is_file():
+            return str(cached)
+        source, host = url, url.split("/")[2] if "://" in url else url
+    reason = _offline_reason(host)
+    if reason:
+        raise ModelError(f"cannot fetch pretrained weights {model} {tag!r}: tried the local cache (not there) and "
+                         f"{source} ({reason}); {_how_to_pass_local('the weights')}")
+    try:
+        return open_clip.pretrained.download_pretrained(cfg)
+    except Exception as e:
+        raise ModelError(f"cannot fetch pretrained weights {model} {tag!r} from {source}: "
+                         f"{str(e).splitlines()[0]}") from None

@@ -1,0 +1,30 @@
+"""Contrastive training of open_clip models: ``train(load_train_config(path, overrides))``.
+
+The model, tokenizer, transforms and losses are open_clip's; this package is the loop around
+them (see loop.py), its data loading, checkpoints, evaluation and logs.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .config import TrainConfig, load_train_config, parse_overrides
+
+if TYPE_CHECKING:
+    from .loop import TrainResult
+
+__all__ = ["TrainConfig", "TrainResult", "load_train_config", "parse_overrides", "train"]
+
+
+def train(config: TrainConfig) -> "TrainResult":
+    """Train as ``config`` says (see cliplab.train.loop.train)."""
+    from .loop import train as _train
+
+    return _train(config)
+
+
+def __getattr__(name: str):
+    if name == "TrainResult":
+        from .loop import TrainResult
+
+        return TrainResult
+    raise AttributeError(name)

@@ -1,0 +1,147 @@
+"""Checkpoints: written atomically, loaded with ``torch.load(weights_only=True)``, last K kept.
+
+A checkpoint holds everything needed to continue a run bit-for-bit: model, optimizer, scheduler
+and grad-scaler state, the step and epoch, the RNG states and the config. The final model is
+also exported in open_clip's local-dir layout (RUN/final/open_clip_config.json + weights) so
+that open_clip itself, and ``cliplab.models.load_model(pretrained=RUN)``, can load it.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path, write_json
+from ..errors import ModelError, OutputError
+from ..models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR
+
+CHECKPOINT_DIR = "checkpoints"
+_NAME = re.compile(r"^step_(\d+)\.pt$")
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as plain types (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": _to_plain(random.getstate()), "torch": torch.get_rng_state(),
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(_to_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_plain(x: Any) -> Any:
+    return [_to_plain(v) for v in x] if isinstance(x, (tuple, list)) else x
+
+
+def _to_tuple(x: Any) -> Any:
+    return tuple(_to_tuple(v) for v in x) if isinstance(x, list) else x
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """This run's checkpoints, oldest first (by step)."""
+    folder = checkpoint_dir(run_dir)
+    found = [(int(m.group(1)), p) for p in folder.glob("step_*.pt") if (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
+    """Write ``step_NNNNNNNN.pt`` atomically (temp file, fsync, rename), then drop all but the last ``keep``."""
+    folder = checkpoint_dir(run_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {folder}: {e.strerror or e}") from None
+    path = folder / f"step_{state['step']:08d}.pt"
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    _fsync_dir(folder)
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def resolve_resume(run_dir: Path, resume: str) -> Path | None:
+    """``latest`` -> newest checkpoint of the run (None if there is none yet); else the given file."""
+    if resume == "latest":
+        found = list_checkpoints(run_dir)
+        return found[-1] if found else None
+    path = Path(resume).expanduser()
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise ModelError(f"--resume {resume}: no checkpoints in {checkpoint_dir(path)}")
+        return found[-1]
+    if not path.is_file():
+        raise ModelError(f"--resume {resume}: no such checkpoint file (use 'latest' or a path to a step_*.pt)")
+    return path
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A cliplab training checkpoint, loaded safely (weights_only=True)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelError(f"refused to load {path}: not a plain checkpoint ({str(e).splitlines()[0]})") from None
+    except (EOFError, RuntimeError, OSError) as e:
+        raise ModelError(f"cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
+    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
+        raise ModelError(f"{path} is not a cliplab training checkpoint (no model/optimizer/step/config); "
+                         "to start from its weights use --set pretrained=PATH")
+    return state
+
+
+def check_architecture(state: dict[str, Any], model_name: str, path: Path) -> None:
+    saved = state.get("model_name") or state["config"].get("model")
+    if saved != model_name:
+        raise ModelError(f"checkpoint {path} is from architecture {saved!r}, but this run's model is "
+                         f"{model_name!r}; resume with --set model={saved} or start a new --out")
+
+
+def export_final(run_dir: Path, model: torch.nn.Module, model_name: str, model_cfg: dict,
+                 preprocess_cfg: dict) -> Path:
+    """RUN/final in open_clip's local-dir layout: open_clip_config.json + a plain state dict."""
+    final = Path(run_dir) / RUN_MODEL_DIR
+    try:
+        final.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create {final}: {e.strerror or e}") from None
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    with atomic_path(final / OPEN_CLIP_WEIGHTS) as tmp:
+        torch.save(state, tmp)
+    preprocess = {k: list(v) if isinstance(v, tuple) else v for k, v in preprocess_cfg.items()}
+    write_json(final / OPEN_CLIP_CONFIG, {"model_name": model_name, "model_cfg": model_cfg,
+                                          "preprocess_cfg": preprocess})
+    return final

@@ -1,0 +1,63 @@
+"""The ``cliplab train`` command-line flags: every config key via --set, the common ones as flags.
+
+Light on imports on purpose: the CLI builds its parser before knowing which command runs.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .config import PRECISIONS, TrainConfig, load_train_config, parse_overrides, read_config_file
+
+# flag -> config key, for the flags that are shortcuts of a config key
+FLAG_KEYS = {"data": "data", "val_data": "val_data", "out": "out", "resume": "resume", "device": "device",
+             "precision": "precision", "model": "model", "pretrained": "pretrained", "epochs": "epochs",
+             "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the train flags to ``parser`` (the lead's cli.py calls this)."""
+    parser.add_argument("--config", help="YAML config (see training/configs/); flags and --set override it")
+    parser.add_argument("--data", help="training data: CSV/Parquet manifest (image + caption columns; "
+                        "a 'split' column selects train rows), a folder of images with same-name .txt "
+                        "captions, or webdataset shards ('shards-{0000..0099}.tar')")
+    parser.add_argument("--val-data", help="evaluation manifest (default: the data's split==test rows)")
+    parser.add_argument("--out", help="run folder (checkpoints, metrics.csv, final/)")
+    parser.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint path")
+    parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--model", help="open_clip architecture (default from the config)")
+    parser.add_argument("--pretrained", help="starting weights: open_clip tag, checkpoint file or run folder")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--batch-size", type=int, help="global batch per micro-step (all ranks together)")
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any config key (repeatable); lists as 'a|b'; keys: "
+                        + ", ".join(TrainConfig.__dataclass_fields__))
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The validated TrainConfig for parsed ``args`` (precedence: defaults < --config < --set < flags).
+
+    Resuming without --config reuses the run's own RUN/config.yaml.
+    """
+    overrides = parse_overrides(list(getattr(args, "set", None) or []))
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[key] = str(value)
+    config_path = getattr(args, "config", None)
+    if not config_path and overrides.get("resume") and overrides.get("out"):
+        saved = Path(overrides["out"]).expanduser() / "config.yaml"
+        if saved.is_file():
+            values = read_config_file(saved)
+            values.update(overrides)
+            return load_train_config(None, {k: v if isinstance(v, str) else _yaml_str(v) for k, v in values.items()})
+    return load_train_config(config_path, overrides)
+
+
+def _yaml_str(value) -> str:
+    if isinstance(value, list):
+        return "|".join(map(str, value))
+    return "" if value is None else str(value)

@@ -1,0 +1,115 @@
+"""Evaluation during training: zero-shot accuracy and image-text retrieval recall@1/5/10.
+
+The evaluation images are decoded once (open_clip's eval transform, kept as uint8) and reused
+every epoch. Zero-shot uses cliplab.zeroshot (the CLIP prompt ensemble over the data's class
+labels). Retrieval treats identical captions as one text: an image retrieves its caption text,
+a caption text retrieves any image that carries it, which is the standard definition when all
+captions differ and the meaningful one when many images share a caption.
+"""
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..zeroshot import build_classifier, zeroshot_metrics
+from .data import PairSet
+from .loaders import decode_all, pil_stage
+
+DEFAULT_TEMPLATES = ["a photo of a {}."]
+RECALL_AT = (1, 5, 10)
+
+
+@dataclass
+class EvalSet:
+    """Decoded evaluation images with their captions and (optional) class labels."""
+
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    captions: list[str]
+    labels: list[str] | None
+    classes: list[str]
+    templates: list[str]
+    mean: torch.Tensor
+    std: torch.Tensor
+    n_skipped: int = 0
+
+
+def build_eval_set(pairs: PairSet, preprocess: Callable, preprocess_cfg: dict, templates: list[str],
+                   max_samples: int, workers: int) -> EvalSet:
+    """Decode up to ``max_samples`` evaluation images; unreadable ones are skipped and counted."""
+    pairs = pairs.head(max_samples)
+    images, ok, skipped = decode_all(pairs.paths, pil_stage(preprocess), workers)
+    keep = np.flatnonzero(ok)
+    captions = [pairs.captions[i] for i in keep]
+    labels = [pairs.labels[i] for i in keep] if pairs.labels is not None else None
+    classes: list[str] = []
+    if labels is not None:
+        present = set(labels)
+        classes = [c for c in pairs.classes if c in present] if present <= set(pairs.classes) else sorted(present)
+    mean = torch.tensor(preprocess_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(preprocess_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+    return EvalSet(images, captions, labels, classes, templates or pairs.templates or DEFAULT_TEMPLATES,
+                   mean, std, len(skipped) + len(pairs.skipped))
+
+
+@torch.no_grad()
+def image_features(model: torch.nn.Module, data: EvalSet, device: torch.device,
+                   autocast: Callable[[], AbstractContextManager], batch_size: int = 256) -> torch.Tensor:
+    chunks = []
+    for i in range(0, len(data.images), batch_size):
+        x = ((data.images[i:i + batch_size].float() - data.mean) / data.std).to(device)
+        with autocast():
+            chunks.append(model.encode_image(x, normalize=True).float())
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def text_features(model: torch.nn.Module, tokenizer: Callable, texts: list[str], device: torch.device,
+                  autocast: Callable[[], AbstractContextManager], batch_size: int = 256) -> torch.Tensor:
+    chunks = []
+    for i in range(0, len(texts), batch_size):
+        with autocast():
+            chunks.append(model.encode_text(tokenizer(texts[i:i + batch_size]).to(device), normalize=True).float())
+    return torch.cat(chunks)
+
+
+def retrieval_recall(img: torch.Tensor, captions: list[str], txt_unique: torch.Tensor,
+                     unique: list[str]) -> dict[str, float]:
+    """Recall@k image->text and text->image, identical captions counted as one text."""
+    index = {c: i for i, c in enumerate(unique)}
+    target = torch.tensor([index[c] for c in captions])
+    sim = img @ txt_unique.T  # [N images, T texts]
+    out: dict[str, float] = {}
+    for k in RECALL_AT:
+        top_t = sim.topk(min(k, sim.shape[1]), dim=1).indices
+        out[f"i2t_r{k}"] = float((top_t == target[:, None]).any(dim=1).float().mean())
+        top_i = sim.T.topk(min(k, sim.shape[0]), dim=1).indices  # [T, k] image indices
+        out[f"t2i_r{k}"] = float((target[top_i] == torch.arange(len(unique))[:, None]).any(dim=1).float().mean())
+    return out
+
+
+def evaluate(model: torch.nn.Module, tokenizer: Callable, data: EvalSet, device: torch.device,
+             autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
+    """Zero-shot (when the set has labels) and retrieval metrics of ``model`` on ``data``."""
+    was_training = model.training
+    model.eval()
+    try:
+        img = image_features(model, data, device, autocast).cpu()
+        unique = sorted(set(data.captions))
+        metrics: dict[str, float] = {"eval_images": float(len(img))}
+        metrics.update(retrieval_recall(img, data.captions, text_features(model, tokenizer, unique, device,
+                                                                          autocast).cpu(), unique))
+        if data.labels is not None and len(data.classes) >= 2:
+            with autocast():
+                weights = build_classifier(model, tokenizer, data.classes, data.templates, device=device)
+            logits = img @ weights.float().cpu()
+            y = np.array([data.classes.index(lab) for lab in data.labels])
+            zs = zeroshot_metrics(logits, y, k=5)
+            metrics.update(zeroshot_acc1=zs["acc1"], zeroshot_acc5=zs["acc5"],
+                           zeroshot_mean_per_class_recall=zs["mean_per_class_recall"])
+    finally:
+        model.train(was_training)
+    return metrics

@@ -1,0 +1,170 @@
+"""Zero-shot classification from class names and prompt templates, and its metrics.
+
+The classifier is the CLIP paper's prompt ensemble: each class's prompts are encoded,
+L2-normalised, averaged and re-normalised. Metrics follow CLIP_benchmark: acc1, acc5 and
+mean per-class recall (balanced accuracy), plus the confusion matrix.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+from .atomic import prepare_out_dir, write_json, write_table
+from .data import ImageSet, read_images
+from .embed import ImageEmbeddings, embed_images, embed_texts
+from .errors import InputError
+from .models import LoadedModel
+from .prompts import fill, load_classes, load_templates, validate_classes, validate_templates
+
+
+def ensemble(text_features: np.ndarray, n_classes: int, n_templates: int) -> np.ndarray:
+    """[C*T, d] class-major prompt embeddings -> [d, C] normalised class weights."""
+    w = text_features.reshape(n_classes, n_templates, -1).mean(axis=1)
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    return np.ascontiguousarray(w.T, dtype=np.float32)
+
+
+def build_classifier(model: torch.nn.Module, tokenizer, classnames: Sequence[str], templates: Sequence[str],
+                     device: torch.device | str = "cpu") -> torch.Tensor:
+    """[d, C] class weights straight from a torch model (for evaluation during training)."""
+    import open_clip
+
+    fillers = [lambda c, t=t: fill(t, c) for t in validate_templates(templates)]
+    return open_clip.build_zero_shot_classifier(model, tokenizer, validate_classes(classnames), fillers,
+                                                num_classes_per_batch=None, device=device)
+
+
+@dataclass
+class ZeroShotClassifier:
+    """Class weights [d, C] built from class names and templates; scores image embeddings."""
+
+    classnames: list[str]
+    templates: list[str]
+    weights: np.ndarray
+    logit_scale: float = 100.0
+
+    @classmethod
+    def build(cls, loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str],
+              class_prompts: dict[str, Sequence[str]] | None = None) -> "ZeroShotClassifier":
+        """``class_prompts`` gives some classes their own prompts instead of the templates."""
+        classnames = validate_classes(classnames)
+        templates = validate_templates(templates)
+        # Encoded through embed_texts, not open_clip.build_zero_shot_classifier, so that each
+        # prompt is encoded once per model: editing one template re-encodes only that template.
+        columns = []
+        for c in classnames:
+            prompts = list((class_prompts or {}).get(c) or [fill(t, c) for t in templates])
+            columns.append(ensemble(embed_texts(loaded, prompts), 1, len(prompts))[:, 0])
+        scale = float(loaded.model.logit_scale.exp().item()) if hasattr(loaded.model, "logit_scale") else 100.0
+        return cls(classnames, templates, np.stack(columns, axis=1), min(scale, 100.0))
+
+    def logits(self, image_features: np.ndarray) -> np.ndarray:
+        return self.logit_scale * (np.asarray(image_features, dtype=np.float32) @ self.weights)
+
+    def predict(self, image_features: np.ndarray, k: int = 5) -> "Predictions":
+        logits = self.logits(image_features)
+        probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        k = min(k, len(self.classnames))
+        topk = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+        return Predictions(logits, probs, topk, self.classnames)
+
+
+@dataclass
+class Predictions:
+    logits: np.ndarray
+    probs: np.ndarray
+    topk: np.ndarray
+    classnames: list[str]
+
+    @property
+    def top1(self) -> np.ndarray:
+        return self.topk[:, 0]
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.classnames[i] for i in self.top1]
+
+
+def labels_to_indices(labels: Sequence[str], classnames: Sequence[str]) -> np.ndarray:
+    """Map true labels to class indices; labels that are not classes are an input error."""
+    index = {c: i for i, c in enumerate(classnames)}
+    unknown = sorted({str(x) for x in labels if x not in index})
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise InputError(f"{len(unknown)} label value(s) are not among the classes: {shown}")
+    return np.array([index[x] for x in labels], dtype=np.int64)
+
+
+def zeroshot_metrics(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, k: int = 5) -> dict:
+    """acc1, acc{k}, mean_per_class_recall and the confusion matrix (rows true, columns predicted)."""
+    logits = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
+    y_true = np.asarray(y_true)
+    n_classes = logits.shape[1]
+    order = np.argsort(-logits, axis=1, kind="stable")
+    pred = order[:, 0]
+    in_topk = (order[:, :min(k, n_classes)] == y_true[:, None]).any(axis=1)
+    return {
+        "acc1": float((pred == y_true).mean()),
+        f"acc{k}": float(in_topk.mean()),
+        "mean_per_class_recall": _balanced_accuracy(y_true, pred),
+        "n_images": int(len(y_true)),
+        "confusion_matrix": confusion_matrix(y_true, pred, labels=list(range(n_classes))).tolist(),
+    }
+
+
+def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
+    with warnings.catch_warnings():  # predictions into classes absent from y_true are expected here
+        warnings.simplefilter("ignore", UserWarning)
+        return float(balanced_accuracy_score(y_true, pred))
+
+
+@dataclass
+class ZeroShotResult:
+    metrics: dict
+    predictions: pd.DataFrame
+    classifier: ZeroShotClassifier
+    embeddings: ImageEmbeddings
+
+
+def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Sequence[str] | str,
+                 templates: Sequence[str] | str | None = None, label_column: str = "label",
+                 **embed_kwargs) -> ZeroShotResult:
+    """Embed an image set (cached), classify it zero-shot and score it against ``label_column``."""
+    if not isinstance(images, ImageSet):
+        images = read_images(images)
+    if label_column not in images.records.columns:
+        cols = ", ".join(c for c in images.records.columns if c != "path")
+        raise InputError(f"no label column {label_column!r} in {images.source} (columns: {cols})")
+    clf = ZeroShotClassifier.build(loaded, load_classes(classes), load_templates(templates))
+    emb = embed_images(loaded, images, **embed_kwargs)
+    labels = emb.records[label_column]
+    has_label = labels.notna().to_numpy()
+    pred = clf.predict(emb.features)
+    y = labels_to_indices(labels[has_label].astype(str).tolist(), clf.classnames)
+    metrics = zeroshot_metrics(pred.logits[has_label], y)
+    metrics.update(n_skipped=len(emb.skipped), n_unlabelled=int((~has_label).sum()), n_cached=emb.n_cached,
+                   model=loaded.identity, classes=clf.classnames, templates=clf.templates,
+                   skipped=[{"path": s.path, "reason": s.reason} for s in emb.skipped])
+    table = emb.records.drop(columns=["path"]).copy()
+    table.insert(0, "path", emb.records["path"])
+    table["prediction"] = pred.labels
+    table["probability"] = pred.probs[np.arange(len(pred.top1)), pred.top1]
+    table["correct"] = np.where(has_label, table["prediction"] == labels.astype(str), np.nan)
+    table["top5"] = ["|".join(clf.classnames[j] for j in row) for row in pred.topk]
+    return ZeroShotResult(metrics, table, clf, emb)
+
+
+def write_zeroshot(result: ZeroShotResult, out: str | Path) -> Path:
+    """metrics.json, predictions.csv and skipped.csv in ``out``, each written atomically."""
+    out = prepare_out_dir(out)
+    write_table(out / "predictions.csv", result.predictions)
+    write_table(out / "skipped.csv", pd.DataFrame(result.metrics["skipped"], columns=["path", "reason"]))
+    write_json(out / "metrics.json", result.metrics)
+    return out

@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from cliplab.cli import main
+from cliplab.errors import EXIT_INPUT, EXIT_OUTPUT
+
+
+def test_help_and_version_are_fast_paths():
+    out = subprocess.run([sys.executable, "-m", "cliplab.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for cmd in ("synth", "embed", "zeroshot", "train", "models"):
+        assert cmd in out.stdout
+
+
+def test_models_lists_tiny(capsys):
+    assert main(["models"]) == 0
+    assert "cliplab-tiny" in capsys.readouterr().out
+
+
+def test_synth_bad_value_is_one_line(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path), "--bias", "1.5"]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert err.startswith("cliplab: error:") and err.count("\n") == 1
+
+
+def test_embed_writes_aligned_outputs_and_reports_skips(synth_data, tmp_path, capsys):
+    table = pd.read_csv(synth_data).head(20)
+    table = pd.concat([table, pd.DataFrame({"image": ["images/nope.png"]})], ignore_index=True)
+    table.to_csv(synth_data.parent / "m20.csv", index=False)
+    out = tmp_path / "e"
+    code = main(["embed", "--model", "cliplab-tiny", "--images", str(synth_data.parent / "m20.csv"),
+                 "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0 and "skipped 1 image" in captured.err and "nope.png: missing file" in captured.err
+    emb = np.load(out / "embeddings.npy")
+    records = pd.read_csv(out / "records.csv")
+    assert emb.shape == (20, 128) and len(records) == 20
+    assert pd.read_csv(out / "skipped.csv")["reason"].tolist() == ["missing file"]
+    info = json.loads((out / "embed.json").read_text())
+    assert info["n_images"] == 20 and info["n_skipped"] == 1 and info["model"] == "cliplab-tiny@random-seed0"
+
+
+def test_unwritable_output_folder(synth_data, tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    code = main(["embed", "--model", "cliplab-tiny", "--images", str(synth_data), "--no-cache",
+                 "--out", str(tmp_path / "a-file" / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == EXIT_OUTPUT and "cannot write to output folder" in err and err.count("\n") == 1

@@ -1,0 +1,126 @@
+import json
+import os
+import pickle
+import time
+
+import open_clip
+import pytest
+import torch
+
+from cliplab.cli import main
+from cliplab.errors import EXIT_MODEL, ModelError
+from cliplab.models import OPEN_CLIP_CONFIG, load_model, select_device, tiny_model_names
+
+
+def test_tiny_architectures_registered_with_open_clip():
+    assert "cliplab-tiny" in tiny_model_names()
+    assert "cliplab-tiny" in open_clip.list_models()
+
+
+def test_random_init_is_seeded(tiny):
+    again = load_model("cliplab-tiny", device="cpu", seed=0)
+    other = load_model("cliplab-tiny", device="cpu", seed=1)
+    p0, p1, p2 = (next(m.model.parameters()) for m in (tiny, again, other))
+    assert torch.equal(p0, p1) and not torch.equal(p0, p2)
+    assert tiny.identity == "cliplab-tiny@random-seed0" != other.identity
+    assert tiny.tokenizer(["a cat"]).shape == (1, 32)
+
+
+def test_select_device():
+    assert select_device("cpu").type == "cpu"
+    assert select_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ModelError, match="unknown device"):
+        select_device("tpu:7")
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+def test_local_state_dict_file(tiny, tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(tiny.model.state_dict(), path)
+    loaded = load_model("cliplab-tiny", str(path), device="cpu", seed=5)
+    for a, b in zip(tiny.model.state_dict().values(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert loaded.identity.startswith("cliplab-tiny@") and "random" not in loaded.identity
+    torch.save({k: v + 1 for k, v in tiny.model.state_dict().items()}, path)
+    assert load_model("cliplab-tiny", str(path), device="cpu").identity != loaded.identity
+
+
+def test_open_clip_train_checkpoint_with_module_prefix(tiny, tmp_path):
+    path = tmp_path / "epoch_1.pt"
+    sd = {f"module.{k}": v for k, v in tiny.model.state_dict().items()}
+    torch.save({"epoch": 1, "name": "x", "state_dict": sd, "optimizer": {}}, path)
+    loaded = load_model("cliplab-tiny", str(path), device="cpu", seed=9)
+    assert torch.equal(loaded.model.logit_scale, tiny.model.logit_scale)
+    assert torch.equal(next(loaded.model.parameters()), next(tiny.model.parameters()))
+
+
+def test_local_dir_and_folder_as_pretrained(tiny, tmp_path):
+    folder = tmp_path / "m"
+    folder.mkdir()
+    cfg = open_clip.get_model_config("cliplab-tiny")
+    (folder / OPEN_CLIP_CONFIG).write_text(json.dumps({"model_name": "cliplab-tiny", "model_cfg": cfg}))
+    torch.save(tiny.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    for loaded in (load_model(f"local-dir:{folder}", device="cpu"), load_model(None, str(folder), device="cpu")):
+        assert loaded.name == "cliplab-tiny"
+        assert torch.equal(next(loaded.model.parameters()), next(tiny.model.parameters()))
+    with pytest.raises(ModelError, match="does not match"):
+        load_model("ViT-B-32", str(folder), device="cpu")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch pwned-by-pickle",))
+
+
+def test_malicious_pickle_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    path.write_bytes(pickle.dumps({"state_dict": _Evil()}))
+    with pytest.raises(ModelError, match="weights_only"):
+        load_model("cliplab-tiny", str(path), device="cpu")
+    assert not (tmp_path / "pwned-by-pickle").exists()
+
+
+def test_truncated_and_foreign_checkpoints(tiny, tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save(tiny.model.state_dict(), good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="cannot read checkpoint|cannot load"):
+        load_model("cliplab-tiny", str(cut), device="cpu")
+    with pytest.raises(ModelError, match="does not fit architecture cliplab-tiny-64"):
+        load_model("cliplab-tiny-64", str(good), device="cpu")
+
+
+def test_unknown_names():
+    with pytest.raises(ModelError, match="unknown model architecture"):
+        load_model("ViT-Q-99", device="cpu")
+    with pytest.raises(ModelError, match="tags: .*openai"):
+        load_model("ViT-B-32", "not-a-tag", device="cpu")
+    with pytest.raises(ModelError, match="no model architecture"):
+        load_model(None, None)
+
+
+@pytest.mark.parametrize("args", [("ViT-B-32", "laion2b_s34b_b79k"), ("hf-hub:timm/ViT-B-32-quickgelu.openai", None)])
+def test_offline_fails_fast_and_clearly(args, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    start = time.monotonic()
+    with pytest.raises(ModelError) as err:
+        load_model(*args, device="cpu")
+    assert time.monotonic() - start < 5
+    msg = str(err.value)
+    assert "HF_HUB_OFFLINE" in msg and "--pretrained PATH" in msg and "\n" not in msg
+
+
+def test_offline_cli_exit_code_and_one_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    code = main(["embed", "--model", "ViT-B-32", "--pretrained", "openai", "--images", str(tmp_path),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_MODEL
+    assert err.startswith("cliplab: error: cannot fetch pretrained weights ViT-B-32 'openai'")
+    assert err.count("\n") == 1 and "Traceback" not in err
