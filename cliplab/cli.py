@@ -44,6 +44,15 @@ def _embed_kwargs(args) -> dict:
     return kw
 
 
+def _report_input_notes(images, truncated=()) -> None:
+    if images.n_duplicates:
+        print(f"note: {images.n_duplicates} manifest row(s) name an image an earlier row names too (kept)",
+              file=sys.stderr)
+    if truncated:
+        print(f"note: {len(truncated)} prompt(s) longer than the model's context were truncated, e.g. "
+              f"{truncated[0][:80]!r}", file=sys.stderr)
+
+
 def _report_skips(skipped, out: Path | None = None) -> None:
     if not skipped:
         return
@@ -87,9 +96,10 @@ def cmd_embed(args) -> int:
     from .models import load_model
 
     loaded = load_model(args.model, args.pretrained, args.device)
-    result = embed_images(loaded, read_images(args.images, args.image_column), dtype=args.dtype,
-                          **_embed_kwargs(args))
+    images = read_images(args.images, args.image_column)
+    result = embed_images(loaded, images, dtype=args.dtype, **_embed_kwargs(args))
     out = write_embeddings(result, args.out)
+    _report_input_notes(images)
     _report_skips(result.skipped, out)
     print(f"embedded {len(result)} images ({result.n_cached} from cache, {result.n_encoded} encoded, "
           f"{len(result.skipped)} skipped) with {loaded.identity} -> {out}")
@@ -102,9 +112,11 @@ def cmd_zeroshot(args) -> int:
     from .zeroshot import run_zeroshot, write_zeroshot
 
     loaded = load_model(args.model, args.pretrained, args.device)
-    result = run_zeroshot(loaded, read_images(args.images, args.image_column), args.classes, args.templates,
-                          label_column=args.label_column, **_embed_kwargs(args))
+    images = read_images(args.images, args.image_column)
+    result = run_zeroshot(loaded, images, args.classes, args.templates, label_column=args.label_column,
+                          **_embed_kwargs(args))
     out = write_zeroshot(result, args.out)
+    _report_input_notes(images, result.metrics["truncated_prompts"])
     _report_skips(result.embeddings.skipped, out)
     m = result.metrics
     print(f"zero-shot on {m['n_images']} images, {len(m['classes'])} classes, {len(m['templates'])} template(s): "

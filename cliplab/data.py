@@ -33,6 +33,7 @@ class ImageSet:
     records: pd.DataFrame
     source: str
     skipped: list[Skip] = field(default_factory=list)
+    n_duplicates: int = 0  # manifest rows naming an image an earlier row names too (kept, reported)
 
     @property
     def paths(self) -> list[str]:
@@ -106,6 +107,7 @@ def read_manifest(path: Path, image_column: str | None = None) -> ImageSet:
                              for p in map(Path, table[image_column].astype(str))])
     images = _drop_unreadable(table, str(path))
     images.skipped[:0] = skipped
+    images.n_duplicates = int(images.records["path"].duplicated().sum())
     return images
 
 

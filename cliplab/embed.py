@@ -192,11 +192,22 @@ def _encode(loaded, todo_paths, todo, feats, keys, cache, batch_size, workers, m
     return skipped
 
 
+def _is_truncated(tokenizer, text: str) -> bool:
+    """Whether the tokenizer cuts ``text`` to its context length (open_clip does so silently)."""
+    encode, length = getattr(tokenizer, "encode", None), getattr(tokenizer, "context_length", None)
+    return bool(encode and length) and len(encode(text)) + 2 > length  # + start and end tokens
+
+
 def embed_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """L2-normalised text embeddings [len(texts), d]; each distinct text is encoded once per model."""
+    """L2-normalised text embeddings [len(texts), d]; each distinct text is encoded once per model.
+
+    Texts longer than the model's context are truncated by the tokenizer and recorded in
+    ``loaded.truncated_texts`` so callers can report them.
+    """
     texts = list(texts)
     cache = loaded.text_cache
     new = list(dict.fromkeys(t for t in texts if t not in cache))
+    loaded.truncated_texts.update(t for t in new if _is_truncated(loaded.tokenizer, t))
     with torch.inference_mode(), _autocast(loaded.device):
         for start in range(0, len(new), batch_size):
             chunk = new[start:start + batch_size]

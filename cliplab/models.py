@@ -45,6 +45,7 @@ class LoadedModel:
     device: torch.device
     preprocess_train: Callable | None = None
     text_cache: dict[str, Any] = field(default_factory=dict, repr=False)  # text -> embedding (embed_texts)
+    truncated_texts: set[str] = field(default_factory=set, repr=False)  # texts cut to the context length
 
     @property
     def preprocess_key(self) -> str:

@@ -149,7 +149,10 @@ def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Se
     pred = clf.predict(emb.features)
     y = labels_to_indices(labels[has_label].astype(str).tolist(), clf.classnames)
     metrics = zeroshot_metrics(pred.logits[has_label], y)
+    prompts = {fill(t, c) for t in clf.templates for c in clf.classnames}
     metrics.update(n_skipped=len(emb.skipped), n_unlabelled=int((~has_label).sum()), n_cached=emb.n_cached,
+                   n_duplicate_rows=images.n_duplicates,
+                   truncated_prompts=sorted(prompts & loaded.truncated_texts),
                    model=loaded.identity, classes=clf.classnames, templates=clf.templates,
                    skipped=[{"path": s.path, "reason": s.reason} for s in emb.skipped])
     table = emb.records.drop(columns=["path"]).copy()

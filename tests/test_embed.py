@@ -141,3 +141,21 @@ def test_texts_are_encoded_once(tiny, monkeypatch):
     monkeypatch.setattr(tiny.model, "encode_text", lambda t, **k: calls.append(len(t)) or encode(t, **k))
     b = embed_texts(tiny, ["a dog", "a bird"])
     assert calls == [1] and np.allclose(b[0], a[1])
+
+
+def test_two_processes_fill_one_cache(tiny, synth_data, tmp_path):
+    cmd = [sys.executable, "-m", "cliplab.cli", "embed", "--model", "cliplab-tiny", "--images", str(synth_data),
+           "--cache-dir", str(tmp_path / "c"), "--batch-size", "16", "--quiet"]
+    procs = [subprocess.Popen(cmd + ["--out", str(tmp_path / f"o{i}")], stderr=subprocess.PIPE) for i in (1, 2)]
+    errs = [p.communicate(timeout=300)[1].decode() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errs
+    again = embed_images(tiny, synth_data, cache_dir=tmp_path / "c", progress=False)
+    assert again.n_cached == 192
+    np.testing.assert_array_equal(np.load(tmp_path / "o1" / "embeddings.npy"), np.load(tmp_path / "o2" / "embeddings.npy"))
+    np.testing.assert_allclose(again.features, np.load(tmp_path / "o1" / "embeddings.npy"), atol=1e-6)
+
+
+def test_truncated_texts_are_recorded(tiny):
+    long = "a photo of " + "a very " * 40 + "long cat"
+    embed_texts(tiny, ["a cat", long])
+    assert long in tiny.truncated_texts and "a cat" not in tiny.truncated_texts

@@ -126,7 +126,7 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainResult:
     loss = torch.tensor(float("nan"))
     start_epoch, first = (int(state["epoch"]), int(state.get("epoch_step", 0))) if state else (0, 0)
     for epoch in range(start_epoch, cfg.epochs):
-        batches = data.batches.epoch(epoch, start=first * cfg.accum_steps)
+        batches = data.batches.epoch(epoch, start=0)
         t0, seen, epoch_t0, epoch_seen = time.time(), 0, time.time(), 0
         for epoch_step in range(first, steps_per_epoch):
             try:
@@ -216,7 +216,7 @@ def _maybe_evaluate(cfg: TrainConfig, epoch: int, clip, tokenizer, eval_set, dis
 def _log_step(log: RunLog, bar, step: int, epoch: int, loss: torch.Tensor, optimizer, clip, speed: float,
               evaluated: dict[str, float] | None = None) -> dict[str, float]:
     values = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": float(loss),
-              "logit_scale": float(clip.logit_scale.exp()), "samples_per_s": round(speed, 1), **(evaluated or {})}
+              "logit_scale": float(clip.logit_scale.detach().exp()), "samples_per_s": round(speed, 1), **(evaluated or {})}
     log.row(values)
     if bar is not None:
         bar.update(1)

@@ -1,0 +1,124 @@
+"""``cliplab audit``: the arguments and the command (registered by cliplab/cli.py).
+
+Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
+manifest, metadata); 4 the model cannot be loaded; 5 the output cannot be written;
+6 (``--fail-on-disparity T``) a flagged disparity has |difference| >= T.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import EXIT_DISPARITY, EXIT_OK, InputError
+from .adapters import FORMATS
+
+
+def add_audit_arguments(p: argparse.ArgumentParser) -> None:
+    """Add every ``cliplab audit`` option to ``p`` (model and image options included)."""
+    from ..cli import _image_args, _model_args
+
+    _model_args(p)
+    _image_args(p)
+    g = p.add_argument_group("audit")
+    g.add_argument("--labels", required=True, help="audit definition: a YAML file (see audits/), a text file with one "
+                   "class per line, or 'a,b,c'")
+    g.add_argument("--compare", metavar="LABELS_B", help="a second label set to run on the same embeddings; "
+                   "reports each group's change in flagged rates (label-set what-if)")
+    g.add_argument("--metadata", help="attribute table joined to an image folder by file name: a CSV/Parquet, a "
+                   "FairFace label CSV or CelebA's list_attr_celeba.txt")
+    g.add_argument("--format", choices=FORMATS, default="auto", help="metadata format (default: detected; "
+                   "utkface reads attributes from the file names of --images)")
+    g.add_argument("--group-by", help="attribute columns to group by, 'a,b' (overrides the audit file)")
+    g.add_argument("--templates", help="prompt templates (file, shipped set or 'a photo of a {}.'), overrides the file")
+    g.add_argument("--flag", action="append", default=[], metavar="CATEGORY=CLASS[,CLASS]",
+                   help="flag classes under a harm category (repeatable; adds to the audit file)")
+    g.add_argument("--truth-column", help="metadata column holding each image's true class")
+    g.add_argument("--reference", action="append", default=[], metavar="ATTRIBUTE=GROUP",
+                   help="reference group of an attribute (default: the group with the lowest harm rate)")
+    g.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
+                   help="audit only rows whose column has one of the values (repeatable)")
+    g.add_argument("--min-group-size", type=int, help="smaller groups are reported, not compared (default 30)")
+    g.add_argument("--alpha", type=float, help="significance level after correction (default 0.05)")
+    g.add_argument("--correction", choices=["holm", "fdr_bh", "bonferroni", "none"], help="default holm")
+    g.add_argument("--top-k", type=int, help="k of the top-k flagged rates (default 5)")
+    g.add_argument("--n-boot", type=int, help="bootstrap draws (default 2000)")
+    g.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
+    g.add_argument("--query", action="append", default=[], help="text query for retrieval bias (repeatable)")
+    g.add_argument("--thumbnails", type=int, default=12, help="example thumbnails in the report (default 12)")
+    g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet")
+    g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
+                   help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
+                        "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
+    g.add_argument("--out", required=True, help="output folder: report.html, metrics.json, groups.csv, ...")
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise InputError(f"{what} expects NAME=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def spec_from_args(args: argparse.Namespace, labels: str):
+    """The audit definition of ``labels`` with the command line's overrides applied."""
+    from ..prompts import load_templates
+    from .definition import TruthSpec, load_audit_spec
+
+    spec = load_audit_spec(labels)
+    flagged = dict(spec.flagged)
+    for item in args.flag:
+        cat, classes = next(iter(_pairs([item], "--flag").items()))
+        flagged[cat] = tuple(dict.fromkeys([*flagged.get(cat, ()), *(c.strip() for c in classes.split(",") if c.strip())]))
+    where = {k: tuple(v.split(",")) for k, v in _pairs(args.where, "--where").items()}
+    return spec.with_overrides(
+        flagged=flagged if args.flag else None,
+        templates=tuple(load_templates(args.templates)) if args.templates else None,
+        group_by=tuple(c.strip() for c in args.group_by.split(",") if c.strip()) if args.group_by else None,
+        truth=TruthSpec(column=args.truth_column) if args.truth_column else None,
+        reference=dict(spec.reference) | _pairs(args.reference, "--reference") if args.reference else None,
+        where=dict(spec.where) | where if where else None,
+        min_group_size=args.min_group_size, alpha=args.alpha, correction=args.correction, top_k=args.top_k,
+        n_boot=args.n_boot, seed=args.seed,
+        retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
+
+
+def run_audit_from_args(args: argparse.Namespace) -> int:
+    """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code."""
+    from ..cli import _embed_kwargs, _report_skips
+    from ..models import load_model
+    from .compare import align_spec, compare_audits
+    from .report import write_report
+    from .run import audit_loaded, prepare_audit
+
+    if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
+        raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
+    spec = spec_from_args(args, args.labels)
+    spec_b = spec_from_args(args, args.compare) if args.compare else None
+    loaded = load_model(args.model, args.pretrained, args.device)
+    features, records, spec, data, skipped = prepare_audit(
+        loaded, args.images, spec, metadata=args.metadata, format=args.format, image_column=args.image_column,
+        **_embed_kwargs(args))
+    result = audit_loaded(loaded, features, records, spec, data, skipped)
+    comparison = None
+    if spec_b is not None:
+        b = audit_loaded(loaded, features, records, align_spec(spec_b, spec), data, skipped)
+        comparison = compare_audits(result, b)
+        write_report(b, f"{args.out}/label-set-b", thumbnails=args.thumbnails,
+                     predictions_format=args.predictions_format)
+    report = write_report(result, args.out, comparison, thumbnails=args.thumbnails,
+                          predictions_format=args.predictions_format)
+    _report_skips(skipped, report.parent)
+    print(result.summary())
+    if comparison is not None:
+        print(comparison.summary())
+    print(f"report: {report}")
+    if args.fail_on_disparity is not None:
+        over = result.exceeding(args.fail_on_disparity)
+        if len(over):
+            print(f"cliplab: {len(over)} flagged disparit{'y' if len(over) == 1 else 'ies'} with |difference| >= "
+                  f"{args.fail_on_disparity} (exit code {EXIT_DISPARITY})", file=sys.stderr)
+            return EXIT_DISPARITY
+    return EXIT_OK

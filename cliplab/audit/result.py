@@ -1,0 +1,164 @@
+"""AuditResult: one small object that answers the questions asked of an audit.
+
+Modelled on fairlearn's MetricFrame: ``by_group()`` (rates per group as a wide table),
+``disparities`` / ``flagged()`` (comparisons with the reference group), ``overall()``,
+``to_frame()`` (the tidy long table), ``metric_frame()`` (a real fairlearn MetricFrame),
+``worst_examples()``, ``summary()`` and ``write()`` (report.html, metrics.json, groups.csv,
+predictions.parquet). Tables are plain pandas DataFrames; nothing needs the model any more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .definition import AuditSpec
+from .metrics import Scores
+
+METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
+                 "topk_flagged_rate": "top-k rate"}
+
+
+@dataclass
+class AuditResult:
+    """The outcome of :func:`cliplab.audit.run_audit`.
+
+    Attributes:
+        spec: the audit definition that was run (label set, templates, flagged classes, ...).
+        groups: tidy table, one row per (attribute, group, metric, category, k); see
+            :func:`cliplab.audit.metrics.disaggregate` for the columns. Attribute ``(all)`` holds
+            the overall rates.
+        disparities: one row per comparison of a group with its reference group; see
+            :mod:`cliplab.audit.disparities` for the columns and the meaning of ``flagged``.
+        retrieval: MaxSkew@k / NDKL per (query, attribute); empty without queries.
+        data: counts of images, skips, unmatched metadata, missing attribute values, truth.
+        model: ``identity`` and ``name`` of the model.
+        fairness: fairlearn-style summary per (attribute, category): demographic parity
+            difference and ratio, and equalized odds difference where the task is binary.
+    """
+
+    spec: AuditSpec
+    groups: pd.DataFrame
+    disparities: pd.DataFrame
+    retrieval: pd.DataFrame
+    data: dict
+    model: dict
+    fairness: pd.DataFrame
+    records: pd.DataFrame = field(repr=False)
+    scores: Scores = field(repr=False)
+    created: str = ""
+    version: str = ""
+    skipped: list = field(default_factory=list, repr=False)
+
+    # ----------------------------------------------------------------- questions
+    @property
+    def attributes(self) -> list[str]:
+        return [a for a in self.groups["attribute"].unique() if a != "(all)"]
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.spec.flagged)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The tidy per-group table (a copy)."""
+        return self.groups.copy()
+
+    def overall(self) -> pd.DataFrame:
+        """Rates over all audited images, one row per metric/category."""
+        return self.groups[self.groups["attribute"] == "(all)"].drop(columns=["attribute", "group", "status", "rank"])
+
+    def by_group(self, metric: str = "flagged_rate", category: str | None = None, attribute: str | None = None,
+                 column: str = "rate") -> pd.DataFrame:
+        """A wide table: rows (attribute, group, n, status), one column per category of ``metric``.
+
+        ``column`` picks what fills the cells: rate (default), ci_low, ci_high, count or rank.
+        """
+        t = self.groups[(self.groups["metric"] == metric) & (self.groups["attribute"] != "(all)")]
+        if category is not None:
+            t = t[t["category"] == category]
+        if attribute is not None:
+            t = t[t["attribute"] == attribute]
+        if t.empty:
+            return pd.DataFrame()
+        label = t["category"].where(t["category"] != "", metric)
+        wide = t.assign(_c=label).pivot(index=["attribute", "group"], columns="_c", values=column)
+        sizes = t.groupby(["attribute", "group"], sort=False).agg(n=("n", "first"), status=("status", "first"))
+        out = sizes.join(wide.rename_axis(columns=None)).reset_index()
+        return out
+
+    def flagged(self) -> pd.DataFrame:
+        """Flagged disparities, largest |difference| first."""
+        f = self.disparities[self.disparities["flagged"]]
+        return f.reindex(f["difference"].abs().sort_values(ascending=False).index)
+
+    def exceeding(self, threshold: float) -> pd.DataFrame:
+        """Flagged disparities with |difference| >= threshold (what --fail-on-disparity checks)."""
+        f = self.flagged()
+        return f[f["difference"].abs() >= threshold]
+
+    def metric_frame(self, attribute: str | list[str], metric: str = "flagged_rate", category: str = ""):
+        """The same numbers as a fairlearn MetricFrame (``attribute``: a name or a list for an intersection)."""
+        from .definition import INTERSECTION_SEP
+        from .metrics import metric_frame
+
+        attrs = attribute.split(INTERSECTION_SEP) if isinstance(attribute, str) else list(attribute)
+        return metric_frame(self.predictions, attrs, metric, category)
+
+    @cached_property
+    def predictions(self) -> pd.DataFrame:
+        """Per-image table: path, the attributes, truth, prediction, probability, correct,
+        flagged_category (harm category of the top-1 class or empty), topk ('a|b|c') and one
+        boolean ``topk_<category>`` column per harm category."""
+        s, names = self.scores, self.scores.classnames
+        cat_of = {c: cat for cat, cls in self.spec.flagged.items() for c in cls}
+        cols = ["path", *[c for c in self.spec.group_by if c in self.records.columns]]
+        t = self.records[cols].copy()
+        t["truth"] = pd.Categorical.from_codes(s.truth, categories=names) if len(names) else pd.NA
+        t["prediction"] = pd.Categorical.from_codes(s.top1, categories=names)
+        t["probability"] = s.top1_prob
+        t["correct"] = np.where(s.truth >= 0, s.truth == s.top1, np.nan)
+        t["flagged_category"] = np.array([cat_of.get(c, "") for c in names], dtype=object)[s.top1]
+        t["topk"] = ["|".join(names[j] for j in row) for row in s.topk]
+        from .metrics import harm_membership
+
+        for cat, member in harm_membership(s, self.spec).items():
+            t[f"topk_{cat}"] = member
+        return t
+
+    def worst_examples(self, n: int = 12) -> pd.DataFrame:
+        """The images put into a flagged class with the highest confidence (else: the most
+        confident misclassifications), with their attributes."""
+        s = self.scores
+        flagged = np.isin(np.array(s.classnames)[s.top1], self.spec.flagged_classes)
+        pool = np.flatnonzero(flagged)
+        if not len(pool):
+            pool = np.flatnonzero((s.truth >= 0) & (s.truth != s.top1))
+        pick = pool[np.argsort(-s.top1_prob[pool], kind="stable")[:n]]
+        cols = ["path", *[c for c in self.spec.group_by if c in self.records.columns]]
+        out = self.records.iloc[pick][cols].reset_index(drop=True)
+        out["prediction"] = [s.classnames[i] for i in s.top1[pick]]
+        out["probability"] = s.top1_prob[pick]
+        out["truth"] = [s.classnames[i] if i >= 0 else "" for i in s.truth[pick]]
+        return out
+
+    # --------------------------------------------------------------- output
+    def summary(self, max_rows: int = 10) -> str:
+        """A short plain-text summary for the terminal."""
+        from .report import summary_text
+
+        return summary_text(self, max_rows)
+
+    def to_dict(self) -> dict:
+        """The metrics.json document (see docs/audit.md for the schema)."""
+        from .report import metrics_document
+
+        return metrics_document(self)
+
+    def write(self, out: str | Path, thumbnails: int = 12, predictions_format: str = "parquet") -> Path:
+        """Write report.html, metrics.json, groups.csv and predictions.parquet into ``out``."""
+        from .report import write_report
+
+        return write_report(self, out, thumbnails=thumbnails, predictions_format=predictions_format)
