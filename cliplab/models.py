@@ -142,22 +142,31 @@ def _create(spec: str, weights: str | None, device: torch.device, identity: str,
         model, preprocess_train, preprocess = open_clip.create_model_and_transforms(
             spec, pretrained=weights, device=device, weights_only=True, **kwargs)
     except pickle.UnpicklingError as e:
-        raise ModelError(f"refused to load {weights or spec}: not a plain weights file "
-                         f"(torch.load weights_only=True rejected it: {str(e).splitlines()[0]})") from None
+        raise ModelError(_unpickling_message(weights or spec, str(e))) from None
     except RuntimeError as e:
         msg = str(e)
         if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
             raise ModelError(f"checkpoint {weights or spec} does not fit architecture {name}: it was saved from a "
                              "different architecture (pass the matching --model)") from None
-        raise ModelError(f"cannot load {weights or spec} as {name}: {msg.splitlines()[0]}") from None
-    except (EOFError, ValueError, OSError, KeyError, StopIteration) as e:
+        raise ModelError(f"cannot read checkpoint {weights or spec}: not a complete PyTorch weights file "
+                         f"(truncated or corrupted?): {msg.splitlines()[0][:120]}") from None
+    except Exception as e:  # torch.load raises many types on garbage bytes; all mean "not a checkpoint"
         raise ModelError(f"cannot read checkpoint {weights or spec}: {type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0]} (truncated or not a checkpoint?)") from None
+                         f"{(str(e).splitlines() or [''])[0][:120]} (truncated or not a checkpoint?)") from None
     finally:
         logging.getLogger().removeFilter(quiet)
     model.eval()
     tokenizer = open_clip.get_tokenizer(spec)
     return LoadedModel(model, preprocess, tokenizer, name, identity, device, preprocess_train)
+
+
+def _unpickling_message(path: str, error: str) -> str:
+    """One line from torch's long weights_only refusal: the pickle's forbidden import, if any."""
+    blocked = next((ln.strip() for ln in error.splitlines() if "GLOBAL" in ln), None)
+    if blocked:
+        return (f"refused to load {path}: the file asks to run code ({blocked.rstrip('.')}); "
+                "checkpoints are read with torch.load(weights_only=True), which loads plain tensors only")
+    return f"cannot read checkpoint {path}: not a PyTorch weights file (rejected by torch.load weights_only=True)"
 
 
 class _DropRandomInitWarning(logging.Filter):

@@ -58,10 +58,10 @@ class ZeroShotClassifier:
         templates = validate_templates(templates)
         # Encoded through embed_texts, not open_clip.build_zero_shot_classifier, so that each
         # prompt is encoded once per model: editing one template re-encodes only that template.
-        columns = []
-        for c in classnames:
-            prompts = list((class_prompts or {}).get(c) or [fill(t, c) for t in templates])
-            columns.append(ensemble(embed_texts(loaded, prompts), 1, len(prompts))[:, 0])
+        prompts = [list((class_prompts or {}).get(c) or [fill(t, c) for t in templates]) for c in classnames]
+        features = embed_texts(loaded, [p for ps in prompts for p in ps])
+        ends = np.cumsum([len(ps) for ps in prompts])
+        columns = [ensemble(features[end - len(ps):end], 1, len(ps))[:, 0] for ps, end in zip(prompts, ends)]
         scale = float(loaded.model.logit_scale.exp().item()) if hasattr(loaded.model, "logit_scale") else 100.0
         return cls(classnames, templates, np.stack(columns, axis=1), min(scale, 100.0))
 
