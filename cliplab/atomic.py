@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,7 +26,7 @@ def prepare_out_dir(path: str | Path) -> Path:
         probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-", delete=True)
         probe.close()
     except OSError as e:
-        raise OutputError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write to output folder {out}: {describe_os_error(e, out)}") from None
     return out
 
 
@@ -43,10 +44,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.replace(tmp_path, target)
     except OSError as e:
         tmp_path.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write {target}: {describe_os_error(e, target.parent)}") from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def describe_os_error(e: OSError, folder: Path) -> str:
+    """errno's text; for writers that raise without one (numpy), say whether the disk is full."""
+    if e.strerror:
+        return e.strerror
+    try:
+        full = shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        full = False
+    return f"No space left on device ({e})" if full else str(e)
 
 
 def write_text(path: str | Path, text: str) -> Path:

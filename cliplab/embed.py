@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, prepare_out_dir, write_json, write_table
+from .atomic import atomic_path, describe_os_error, prepare_out_dir, write_json, write_table
 from .data import DEFAULT_MAX_PIXELS, ImageError, ImageSet, Skip, load_image, read_images
 from .errors import InputError, OutputError
 from .models import LoadedModel
@@ -86,7 +86,7 @@ class EmbeddingCache:
             os.replace(tmp, final)
         except OSError as e:
             tmp.unlink(missing_ok=True)
-            raise OutputError(f"cannot write the embedding cache in {self.dir}: {e.strerror or e}") from None
+            raise OutputError(f"cannot write the embedding cache in {self.dir}: {describe_os_error(e, self.dir)}") from None
 
     def compact(self) -> None:
         shards = self._shards()

@@ -1,0 +1,72 @@
+"""Fault injection for the core commands: a full disk fails cleanly and keeps earlier outputs whole.
+
+A small tmpfs is mounted in a private mount namespace (unshare), so nothing leaks out of the test.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cliplab.errors import EXIT_OUTPUT
+
+ON_SMALL_DISK = """
+mount -t tmpfs -o size=$1 tmpfs "$2" || exit 99
+shift 2
+"$@" --images "$FIRST" >/dev/null 2>"$2.first-err" || { echo first run failed >&2; exit 98; }
+"$@" --images "$SECOND"; code=$?
+cp -a "$OUT/." "$OUT.after/"
+exit $code
+"""
+
+
+def small_disk(out: Path, size: str, first: Path, second: Path, cli: list[str]) -> subprocess.CompletedProcess:
+    """On a fresh tmpfs at ``out``: run the CLI on ``first`` (must fit), then on ``second``; copy ``out`` back."""
+    (out.parent / f"{out.name}.after").mkdir()
+    out.mkdir()
+    env = {**os.environ, "FIRST": str(first), "SECOND": str(second), "OUT": str(out)}
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", ON_SMALL_DISK, "sh",
+                           size, str(out), sys.executable, "-m", "cliplab.cli", *cli], capture_output=True,
+                          text=True, env=env)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def can_mount(tmp_path_factory):
+    probe = tmp_path_factory.mktemp("probe")
+    p = subprocess.run(["unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o size=64k tmpfs "{probe}"'],
+                       capture_output=True, text=True)
+    if os.geteuid() != 0 or p.returncode != 0:
+        pytest.fail(f"the full-disk tests need root and a tmpfs mount (unshare --mount): {p.stderr.strip()}")
+
+
+@pytest.fixture(scope="module")
+def eight(synth_data):
+    pd.read_csv(synth_data).head(8).to_csv(synth_data.parent / "m8.csv", index=False)
+    return synth_data.parent / "m8.csv"
+
+
+def test_full_disk_keeps_the_previous_complete_output(synth_data, eight, tmp_path):
+    out = tmp_path / "out"
+    p = small_disk(out, "24k", eight, synth_data,
+                   ["embed", "--model", "cliplab-tiny", "--no-cache", "--quiet", "--out", str(out)])
+    assert p.returncode == EXIT_OUTPUT, p.stderr
+    assert p.stderr.startswith("cliplab: error: cannot write") and "No space left" in p.stderr
+    assert p.stderr.count("\n") == 1
+    after = tmp_path / "out.after"
+    assert np.load(after / "embeddings.npy").shape == (8, 128)  # the first run's output, whole
+    assert len(pd.read_csv(after / "records.csv")) == 8
+    assert not [f.name for f in after.iterdir() if f.name.startswith(".")], "temp files left behind"
+
+
+def test_full_disk_for_the_cache(synth_data, eight, tmp_path):
+    cache = tmp_path / "cache"
+    p = small_disk(cache, "12k", eight, synth_data,
+                   ["embed", "--model", "cliplab-tiny", "--cache-dir", str(cache), "--quiet",
+                    "--out", str(tmp_path / "o")])
+    assert p.returncode == EXIT_OUTPUT and "cannot write the embedding cache" in p.stderr, p.stderr
+    assert "No space left" in p.stderr and p.stderr.count("\n") == 1
