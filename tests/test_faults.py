@@ -18,7 +18,7 @@ from cliplab.errors import EXIT_OUTPUT
 ON_SMALL_DISK = """
 mount -t tmpfs -o size=$1 tmpfs "$2" || exit 99
 shift 2
-"$@" --images "$FIRST" >/dev/null 2>"$2.first-err" || { echo first run failed >&2; exit 98; }
+"$@" --images "$FIRST" >/dev/null 2>"$OUT.first-err" || { echo first run failed >&2; exit 98; }
 "$@" --images "$SECOND"; code=$?
 cp -a "$OUT/." "$OUT.after/"
 exit $code
