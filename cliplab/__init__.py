@@ -18,6 +18,7 @@ _EXPORTS = {
     "models": ["LoadedModel", "load_model", "select_device"],
     "prompts": ["load_classes", "load_templates"],
     "synth": ["SynthConfig", "synthesize"],
+    "train": ["TrainConfig", "load_train_config"],  # train() itself: cliplab.train.train (a subpackage)
     "zeroshot": ["ZeroShotClassifier", "ZeroShotResult", "run_zeroshot", "write_zeroshot", "zeroshot_metrics"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -17,6 +17,9 @@ import pandas as pd
 
 from .errors import OutputError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def prepare_out_dir(path: str | Path) -> Path:
     """Create the output folder and check that it can be written to."""
@@ -35,6 +38,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces ``path``, on failure it is removed."""
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp's 0600 would make results private to their writer
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -50,3 +50,10 @@ def test_unwritable_output_folder(synth_data, tmp_path, capsys):
                  "--out", str(tmp_path / "a-file" / "out"), "--quiet"])
     err = capsys.readouterr().err
     assert code == EXIT_OUTPUT and "cannot write to output folder" in err and err.count("\n") == 1
+
+
+def test_outputs_follow_the_umask_not_0600(tmp_path):
+    from cliplab.atomic import _UMASK, write_text
+
+    write_text(tmp_path / "x.json", "{}")
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK

@@ -14,7 +14,7 @@ import open_clip
 import torch
 from torch import nn
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from ..models import LoadedModel, load_model
 from .config import TrainConfig
 from .data import PairSet, is_webdataset, read_pairs, skip_summary
@@ -65,9 +65,11 @@ def build_model(cfg: TrainConfig, device: torch.device) -> LoadedModel:
 
 def exported_model_cfg(loaded: LoadedModel, cfg: TrainConfig) -> dict:
     """The open_clip model config to write beside the final weights, so they load as trained."""
-    model_cfg = dict(open_clip.get_model_config(loaded.name) or {})
+    spec = cfg.model if cfg.model.startswith("local-dir:") else loaded.name
+    model_cfg = dict(open_clip.get_model_config(spec) or {})
     if not model_cfg:
-        raise InputError(f"no open_clip config for {loaded.name!r}; cannot export the final model")
+        raise ModelError(f"no open_clip model config found for {spec!r}, so the trained model could not be "
+                         "exported for open_clip; use a registered architecture or a local-dir: model")
     if any(isinstance(m, open_clip.model.QuickGELU) for m in loaded.model.modules()):
         model_cfg["quick_gelu"] = True
     if getattr(loaded.model, "logit_bias", None) is not None:
@@ -112,8 +114,8 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
 def build_loss(cfg: TrainConfig, dist: DistInfo) -> nn.Module:
     """open_clip's losses; features are gathered across ranks with gradients (global negatives)."""
     if cfg.loss == "siglip":
-        return open_clip.SigLipLoss(rank=dist.rank, world_size=dist.world_size)
-    return open_clip.ClipLoss(local_loss=False, gather_with_grad=True, cache_labels=True,
+        return open_clip.loss.SigLipLoss(rank=dist.rank, world_size=dist.world_size)
+    return open_clip.loss.ClipLoss(local_loss=False, gather_with_grad=True, cache_labels=True,
                               rank=dist.rank, world_size=dist.world_size)
 
 

@@ -124,7 +124,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def check_architecture(state: dict[str, Any], model_name: str, path: Path) -> None:
-    saved = state.get("model_name") or state["config"].get("model")
+    """The checkpoint must come from a run of the same ``model`` setting."""
+    saved = state["config"].get("model") if isinstance(state.get("config"), dict) else None
     if saved != model_name:
         raise ModelError(f"checkpoint {path} is from architecture {saved!r}, but this run's model is "
                          f"{model_name!r}; resume with --set model={saved} or start a new --out")

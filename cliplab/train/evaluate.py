@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..zeroshot import build_classifier, zeroshot_metrics
 from .data import PairSet
 from .loaders import decode_all, pil_stage
 
@@ -94,6 +93,8 @@ def retrieval_recall(img: torch.Tensor, captions: list[str], txt_unique: torch.T
 def evaluate(model: torch.nn.Module, tokenizer: Callable, data: EvalSet, device: torch.device,
              autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
     """Zero-shot (when the set has labels) and retrieval metrics of ``model`` on ``data``."""
+    from ..zeroshot import build_classifier, zeroshot_metrics  # here: it pulls in scikit-learn
+
     was_training = model.training
     model.eval()
     try:

@@ -10,6 +10,7 @@ every global batch, with features gathered across ranks for the contrastive loss
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from contextlib import nullcontext
@@ -17,18 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import pandas as pd
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import prepare_out_dir, write_table, write_text
-from ..errors import InputError, OutputError
-from .build import (LOGIT_SCALE_MAX, ContrastiveModel, autocast_factory, build_eval_data, build_loss, build_model,
-                    build_optimizer, build_scaler, build_schedule, build_train_data, exported_model_cfg)
+from ..errors import InputError, ModelError, OutputError
+from ..models import LoadedModel
+from .build import (LOGIT_SCALE_MAX, ContrastiveModel, TrainData, autocast_factory, build_eval_data, build_loss,
+                    build_model, build_optimizer, build_scaler, build_schedule, build_train_data,
+                    exported_model_cfg)
 from .checkpoint import (check_architecture, export_final, list_checkpoints, load_checkpoint, resolve_resume,
                          rng_state, save_checkpoint, set_rng_state)
 from .config import TrainConfig, config_yaml
 from .distributed import DistInfo, barrier, cleanup, init_distributed
-from .evaluate import evaluate
+from .evaluate import EvalSet, evaluate
 from .metrics import RunLog
 
 
@@ -47,9 +51,11 @@ class TrainResult:
 def train(config: TrainConfig) -> TrainResult:
     """Train (or fine-tune, or resume) as ``config`` says; returns the run folder and final metrics."""
     dist = init_distributed(config.device)
+    threads = torch.get_num_threads()
     try:
         return _train(config, dist)
     finally:
+        torch.set_num_threads(threads)  # a library call leaves the process as it found it
         cleanup(dist)
 
 
@@ -70,154 +76,194 @@ def _open_run(cfg: TrainConfig, dist: DistInfo) -> tuple[Path, dict[str, Any] | 
     if state is not None:
         check_architecture(state, cfg.model, path)
         note = f"resuming from {path} (step {state['step']}, epoch {state['epoch']})"
+        changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in state["config"].items()
+                   if k not in ("resume", "out") and hasattr(cfg, k) and getattr(cfg, k) != v]
+        if changed:
+            note += "; config changed since: " + ", ".join(changed)
     if dist.is_main:
         write_text(run_dir / "config.yaml", config_yaml(cfg))
     return run_dir, state, note
 
 
+@dataclass
+class Session:
+    """Everything a run trains with, built once by ``_setup``; ``step`` counts optimizer steps."""
+
+    cfg: TrainConfig
+    dist: DistInfo
+    run_dir: Path
+    log: RunLog
+    loaded: LoadedModel
+    model: torch.nn.Module  # ContrastiveModel, maybe compiled and/or wrapped in DDP
+    data: TrainData
+    eval_set: EvalSet | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    loss_fn: torch.nn.Module
+    autocast: Callable
+    model_cfg: dict
+    steps_per_epoch: int
+    step: int = 0
+
+    @property
+    def clip(self) -> torch.nn.Module:
+        return self.loaded.model
+
+
 def _train(cfg: TrainConfig, dist: DistInfo) -> TrainResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    s, state = _setup(cfg, dist)
+    start_epoch, first = (int(state["epoch"]), int(state.get("epoch_step", 0))) if state else (0, 0)
+    bar = _progress(cfg, dist, s.steps_per_epoch * cfg.epochs, s.step)
+    last: dict[str, float] = {}
+    for epoch in range(start_epoch, cfg.epochs):
+        last = _run_epoch(s, epoch, first, bar)
+        first = 0
+    if bar is not None:
+        bar.close()
+    final = s.run_dir / "final"
+    if dist.is_main:
+        final = export_final(s.run_dir, s.clip, s.loaded.name, s.model_cfg, s.clip.visual.preprocess_cfg)
+        s.log.line(f"final model: {final} (load with cliplab --pretrained {s.run_dir}, or open_clip "
+                   f"'local-dir:{final}')")
+    s.log.close()
+    barrier(dist)
+    return TrainResult(s.run_dir, final, s.step, last, s.data.n_pairs, len(s.data.skipped))
+
+
+def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | None]:
+    """Run folder, model, data, optimizer, schedule and loss; restored from a checkpoint when resuming."""
     autocast = autocast_factory(cfg.precision, dist.device)
     run_dir, state, note = _open_run(cfg, dist)
     log = RunLog(run_dir, dist.is_main, state["step"] if state else None, cfg.tensorboard)
     if note:
         log.line(note)
-
     loaded = build_model(cfg, dist.device)
     clip = loaded.model
+    model_cfg = exported_model_cfg(loaded, cfg)  # now, so that a model that cannot be exported fails early
     data = build_train_data(cfg, loaded, dist, log.line)
     eval_set = build_eval_data(cfg, loaded, log.line) if dist.is_main else None
     if dist.is_main and data.skipped:
-        import pandas as pd
-        write_table(run_dir / "skipped.csv", pd.DataFrame([vars(s) for s in data.skipped]))
+        write_table(run_dir / "skipped.csv", pd.DataFrame([vars(x) for x in data.skipped]))
 
     steps_per_epoch = data.batches.n_batches // cfg.accum_steps
-    total_steps = steps_per_epoch * cfg.epochs
     optimizer = build_optimizer(clip, cfg, dist.device)
-    scheduler = build_schedule(optimizer, cfg, total_steps)
+    scheduler = build_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
     scaler = build_scaler(cfg.precision, dist.device)
-    step = 0
-    if state is not None:
-        step = _restore(state, clip, optimizer, scheduler, scaler)
-
+    step = _restore(state, clip, optimizer, scheduler, scaler) if state is not None else 0
     model: torch.nn.Module = ContrastiveModel(clip, cfg.dedupe_captions)
     if cfg.compile:
         model = torch.compile(model)
     if dist.enabled:
         model = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
-    loss_fn = build_loss(cfg, dist)
-    params = [p for p in clip.parameters() if p.requires_grad]
-    n_params = sum(p.numel() for p in params)
+    n_params = sum(p.numel() for p in clip.parameters() if p.requires_grad)
     log.line(f"model {loaded.name}: {n_params / 1e6:.1f}M trainable parameters on {dist.device}"
              f" x{dist.world_size}, {cfg.precision}; {cfg.epochs} epochs x {steps_per_epoch} steps of "
-             f"{cfg.batch_size * cfg.accum_steps} samples = {total_steps} steps")
+             f"{cfg.batch_size * cfg.accum_steps} samples = {steps_per_epoch * cfg.epochs} steps")
+    session = Session(cfg, dist, run_dir, log, loaded, model, data, eval_set, optimizer, scheduler, scaler,
+                      build_loss(cfg, dist), autocast, model_cfg, steps_per_epoch, step)
+    return session, state
 
-    def save(epoch: int, epoch_step: int) -> None:
-        if dist.is_main:
-            save_checkpoint(run_dir, {
-                "step": step, "epoch": epoch, "epoch_step": epoch_step, "model": clip.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "rng": rng_state(), "config": cfg.to_dict(),
-                "model_name": loaded.name}, cfg.keep_checkpoints)
 
-    bar = _progress(cfg, dist, total_steps, step)
-    last: dict[str, float] = {}
+def _run_epoch(s: Session, epoch: int, first: int, bar) -> dict[str, float]:
+    """Steps ``first``.. of one epoch, then evaluation, a checkpoint and the one-line summary."""
+    cfg, world = s.cfg, s.dist.world_size
+    batches = s.data.batches.epoch(epoch, start=first * cfg.accum_steps)
+    t0, seen, epoch_t0, epoch_seen = time.time(), 0, time.time(), 0
     loss = torch.tensor(float("nan"))
-    start_epoch, first = (int(state["epoch"]), int(state.get("epoch_step", 0))) if state else (0, 0)
-    for epoch in range(start_epoch, cfg.epochs):
-        batches = data.batches.epoch(epoch, start=0)
-        t0, seen, epoch_t0, epoch_seen = time.time(), 0, time.time(), 0
-        for epoch_step in range(first, steps_per_epoch):
-            try:
-                loss, n = _train_step(model, batches, cfg, loss_fn, optimizer, scheduler, scaler, autocast,
-                                      params, clip, dist)
-            except StopIteration:  # a webdataset epoch that ran out of samples early
-                break
-            step, seen, epoch_seen = step + 1, seen + n * dist.world_size, epoch_seen + n * dist.world_size
-            last_in_epoch = epoch_step + 1 == steps_per_epoch
-            if step % cfg.log_every == 0 and not last_in_epoch:
-                last = _log_step(log, bar, step, epoch, loss, optimizer, clip, seen / (time.time() - t0))
-                t0, seen = time.time(), 0
-            elif bar is not None:
-                bar.update(1)
-            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and not last_in_epoch:
-                save(epoch, epoch_step + 1)
-        first = 0
-        speed = epoch_seen / max(1e-9, time.time() - epoch_t0)
-        evaluated = _maybe_evaluate(cfg, epoch, clip, loaded.tokenizer, eval_set, dist, autocast)
-        last = _log_step(log, None, step, epoch, loss, optimizer, clip, speed, evaluated)
-        barrier(dist)
-        save(epoch + 1, 0)
-        log.line(_summary(epoch, cfg.epochs, step, last, time.time() - epoch_t0))
-    if bar is not None:
-        bar.close()
-    final = run_dir / "final"
-    if dist.is_main:
-        final = export_final(run_dir, clip, loaded.name, exported_model_cfg(loaded, cfg),
-                             clip.visual.preprocess_cfg)
-        log.line(f"final model: {final} (load with cliplab --pretrained {run_dir}, or open_clip "
-                 f"'local-dir:{final}')")
-    log.close()
-    barrier(dist)
-    return TrainResult(run_dir, final, step, last, data.n_pairs, len(data.skipped))
+    for epoch_step in range(first, s.steps_per_epoch):
+        try:
+            loss, n = _train_step(s, batches)
+        except StopIteration:  # a webdataset epoch that ran out of samples early
+            break
+        s.step, seen, epoch_seen = s.step + 1, seen + n * world, epoch_seen + n * world
+        last_in_epoch = epoch_step + 1 == s.steps_per_epoch
+        if s.step % cfg.log_every == 0 and not last_in_epoch:
+            _log_step(s, bar, epoch, loss, seen / (time.time() - t0))
+            t0, seen = time.time(), 0
+        elif bar is not None:
+            bar.update(1)
+        if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0 and not last_in_epoch:
+            _save(s, epoch, epoch_step + 1)
+    speed = epoch_seen / max(1e-9, time.time() - epoch_t0)
+    last = _log_step(s, None, epoch, loss, speed, _maybe_evaluate(s, epoch))
+    barrier(s.dist)
+    _save(s, epoch + 1, 0)
+    s.log.line(_summary(epoch, cfg.epochs, s.step, last, time.time() - epoch_t0))
+    return last
+
+
+def _save(s: Session, epoch: int, epoch_step: int) -> None:
+    """A checkpoint to continue from: the position is (epoch, epoch_step), i.e. batches done in that epoch."""
+    if s.dist.is_main:
+        save_checkpoint(s.run_dir, {
+            "step": s.step, "epoch": epoch, "epoch_step": epoch_step, "model": s.clip.state_dict(),
+            "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
+            "scaler": s.scaler.state_dict(), "rng": rng_state(), "config": s.cfg.to_dict(),
+            "model_name": s.loaded.name}, s.cfg.keep_checkpoints)
 
 
 def _restore(state: dict[str, Any], clip, optimizer, scheduler, scaler) -> int:
     try:
         clip.load_state_dict(state["model"])
     except RuntimeError as e:
-        from ..errors import ModelError
         raise ModelError(f"checkpoint weights do not fit model {state.get('model_name')}: "
                          f"{str(e).splitlines()[0]}") from None
     optimizer.load_state_dict(state["optimizer"])
+    schedules = copy.deepcopy(scheduler.lr_lambdas)  # load_state_dict overwrites the objects' fields
     scheduler.load_state_dict(state["scheduler"])
+    scheduler.lr_lambdas = schedules  # the schedule of this config (its epochs may have been extended)
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
     return int(state["step"])
 
 
-def _train_step(model, batches: Iterator, cfg: TrainConfig, loss_fn, optimizer, scheduler, scaler,
-                autocast: Callable, params: list, clip, dist: DistInfo) -> tuple[torch.Tensor, int]:
+def _train_step(s: Session, batches: Iterator) -> tuple[torch.Tensor, int]:
     """One optimizer step over ``accum_steps`` micro-batches; returns the mean loss and samples seen."""
-    optimizer.zero_grad(set_to_none=True)
+    cfg, model = s.cfg, s.model
+    s.optimizer.zero_grad(set_to_none=True)
     total, n = torch.zeros(()), 0
     for micro in range(cfg.accum_steps):
         images, tokens = next(batches)
-        sync = model.no_sync() if dist.enabled and micro < cfg.accum_steps - 1 else nullcontext()
+        sync = model.no_sync() if s.dist.enabled and micro < cfg.accum_steps - 1 else nullcontext()
         with sync:
-            with autocast():
+            with s.autocast():
                 image_f, text_f, scale, bias = model(images, tokens)
-                loss = loss_fn(image_f, text_f, scale) if bias is None else loss_fn(image_f, text_f, scale, bias)
-            scaler.scale(loss / cfg.accum_steps).backward()
+                loss = s.loss_fn(image_f, text_f, scale) if bias is None else s.loss_fn(image_f, text_f, scale, bias)
+            s.scaler.scale(loss / cfg.accum_steps).backward()
         total, n = total + loss.detach().float().cpu() / cfg.accum_steps, n + len(images)
     if not math.isfinite(float(total)):
-        raise InputError(f"the loss became {float(total)}; lower the learning rate (lr={cfg.lr}) or use fp32")
+        raise InputError(f"the loss became {float(total)} at step {s.step + 1}; lower the learning rate "
+                         f"(lr={cfg.lr}) or use fp32 (checkpoints so far are kept)")
     if cfg.grad_clip:
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-    scaler.step(optimizer)
-    scaler.update()
-    scheduler.step()
+        s.scaler.unscale_(s.optimizer)
+        torch.nn.utils.clip_grad_norm_([p for p in s.clip.parameters() if p.requires_grad], cfg.grad_clip)
+    s.scaler.step(s.optimizer)
+    s.scaler.update()
+    s.scheduler.step()
     with torch.no_grad():
-        clip.logit_scale.clamp_(0, LOGIT_SCALE_MAX)
+        s.clip.logit_scale.clamp_(0, LOGIT_SCALE_MAX)  # CLIP: temperature at most 100
     return total, n
 
 
-def _maybe_evaluate(cfg: TrainConfig, epoch: int, clip, tokenizer, eval_set, dist: DistInfo,
-                    autocast: Callable) -> dict[str, float]:
+def _maybe_evaluate(s: Session, epoch: int) -> dict[str, float]:
+    """Evaluate after every ``eval_every``-th epoch and after the last one (rank 0 only)."""
+    cfg = s.cfg
     due = epoch + 1 == cfg.epochs or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
-    if not (due and dist.is_main and eval_set is not None):
+    if not (due and s.dist.is_main and s.eval_set is not None):
         return {}
-    return evaluate(clip, tokenizer, eval_set, dist.device, autocast)
+    return evaluate(s.clip, s.loaded.tokenizer, s.eval_set, s.dist.device, s.autocast)
 
 
-def _log_step(log: RunLog, bar, step: int, epoch: int, loss: torch.Tensor, optimizer, clip, speed: float,
+def _log_step(s: Session, bar, epoch: int, loss: torch.Tensor, speed: float,
               evaluated: dict[str, float] | None = None) -> dict[str, float]:
-    values = {"step": step, "epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": float(loss),
-              "logit_scale": float(clip.logit_scale.detach().exp()), "samples_per_s": round(speed, 1), **(evaluated or {})}
-    log.row(values)
+    values = {"step": s.step, "epoch": epoch + 1, "lr": s.optimizer.param_groups[0]["lr"], "loss": float(loss),
+              "logit_scale": float(s.clip.logit_scale.detach().exp()), "samples_per_s": round(speed, 1),
+              **(evaluated or {})}
+    s.log.row(values)
     if bar is not None:
         bar.update(1)
         bar.set_postfix(loss=f"{values['loss']:.3f}", samples_s=f"{speed:.0f}")

@@ -24,6 +24,17 @@ def tiny_config():
 def make_tiny_config(data: Path | str, out: Path | str, **overrides) -> TrainConfig:
     """A run of a few steps: batch 32, 1 epoch, no progress bar, no TensorBoard."""
     values = {"data": str(data), "out": str(out), "batch_size": "32", "epochs": "1", "warmup_steps": "2",
-              "progress": "false", "tensorboard": "false", "workers": "0", "log_every": "1"}
+              "progress": "false", "tensorboard": "false", "workers": "0", "log_every": "1",
+              "threads": "1"}  # 1 thread: fast and steady on a shared 2-core machine
     values.update({k: str(v) for k, v in overrides.items()})
     return load_train_config(None, values)
+
+
+@pytest.fixture(scope="session")
+def trained_run(train_data, tmp_path_factory) -> Path:
+    """A finished 1-epoch cliplab-tiny run folder (shared: tests must not change it)."""
+    from cliplab.train import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    train(make_tiny_config(train_data, out, eval_every=0))
+    return out

@@ -8,14 +8,11 @@ import pytest
 import torch
 
 from cliplab.models import load_model
-from cliplab.train import train
 
 
-@pytest.fixture(scope="module")
-def run(train_data, tmp_path_factory, tiny_config):
-    out = tmp_path_factory.mktemp("compat") / "run"
-    train(tiny_config(train_data, out, eval_every=0))
-    return out
+@pytest.fixture
+def run(trained_run):
+    return trained_run
 
 
 def saved_weights(run):

@@ -125,3 +125,33 @@ def test_webdataset_shards(train_data, tmp_path, tiny_config):
 def test_bf16_autocast_on_cpu(train_data, tmp_path, tiny_config):
     result = train(tiny_config(train_data, tmp_path / "run", precision="amp_bf16", eval_every=0))
     assert result.steps == 4 and math.isfinite(result.metrics["loss"])
+
+
+def test_finetune_with_locked_image_tower(trained_run, train_data, tmp_path, tiny_config):
+    """LiT from a pretrained file: the image tower stays as loaded, the text tower learns."""
+    weights = trained_run / "final" / "open_clip_pytorch_model.bin"
+    run = tmp_path / "run"
+    train(tiny_config(train_data, run, pretrained=weights, lock_image="true", grad_checkpointing="true",
+                      lr="1e-3", eval_every=0))
+    before = torch.load(weights, weights_only=True)
+    after = torch.load(run / "final" / "open_clip_pytorch_model.bin", weights_only=True)
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("visual."))
+    assert not torch.equal(before["text_projection"], after["text_projection"])
+
+
+def test_siglip_loss_run_exports_a_loadable_model(train_data, tmp_path, tiny_config):
+    from cliplab.models import load_model
+
+    run = tmp_path / "run"
+    train(tiny_config(train_data, run, loss="siglip", eval_every=0))
+    loaded = load_model(pretrained=str(run), device="cpu")
+    saved = torch.load(run / "final" / "open_clip_pytorch_model.bin", weights_only=True)
+    assert loaded.model.logit_bias is not None
+    assert torch.equal(loaded.model.logit_bias.detach(), saved["logit_bias"])
+
+
+def test_gradient_accumulation_counts_optimizer_steps(train_data, tmp_path, tiny_config):
+    result = train(tiny_config(train_data, tmp_path / "run", batch_size=16, accum_steps=2, eval_every=0))
+    assert result.steps == 4  # 128 / 16 = 8 micro-batches = 4 optimizer steps
+    rows = read_rows(tmp_path / "run" / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
