@@ -19,7 +19,7 @@ demo: install
 	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 3000 --seed 0 --bias 0.4
 	$(VENV)/bin/cliplab train --config training/configs/tiny-synthetic.yaml --data $(DEMO)/data/metadata.csv \
 		--out $(DEMO)/run
-	$(VENV)/bin/cliplab zeroshot --pretrained $(DEMO)/run --images $(DEMO)/data/metadata.csv --quiet \
+	$(VENV)/bin/cliplab zeroshot --pretrained $(DEMO)/run --images $(DEMO)/data/metadata.csv --where split=test --quiet \
 		--classes kite,guitar,book,flower,ball,cup,key,phone --templates 'a photo of a person holding a {}.' \
 		--out $(DEMO)/zeroshot
 

@@ -91,12 +91,12 @@ def cmd_synth(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .data import read_images
+    from .data import parse_where, read_images, select
     from .embed import embed_images, write_embeddings
     from .models import load_model
 
     loaded = load_model(args.model, args.pretrained, args.device)
-    images = read_images(args.images, args.image_column)
+    images = select(read_images(args.images, args.image_column), parse_where(args.where))
     result = embed_images(loaded, images, dtype=args.dtype, **_embed_kwargs(args))
     out = write_embeddings(result, args.out)
     _report_input_notes(images)
@@ -107,12 +107,12 @@ def cmd_embed(args) -> int:
 
 
 def cmd_zeroshot(args) -> int:
-    from .data import read_images
+    from .data import parse_where, read_images, select
     from .models import load_model
     from .zeroshot import run_zeroshot, write_zeroshot
 
     loaded = load_model(args.model, args.pretrained, args.device)
-    images = read_images(args.images, args.image_column)
+    images = select(read_images(args.images, args.image_column), parse_where(args.where))
     result = run_zeroshot(loaded, images, args.classes, args.templates, label_column=args.label_column,
                           **_embed_kwargs(args))
     out = write_zeroshot(result, args.out)
@@ -158,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _image_args(p)
     p.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
+                   help="only the manifest rows whose COLUMN holds one of the VALUEs (repeatable)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_embed)
 
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--templates", help="templates: a file, a shipped set (default, openai-imagenet, "
                    "simple-imagenet) or 'a photo of a {}.'; default: default")
     p.add_argument("--label-column", default="label")
+    p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
+                   help="only the manifest rows whose COLUMN holds one of the VALUEs, e.g. split=test")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_zeroshot)
 
@@ -176,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("audit", help="audit a zero-shot label set for demographic misclassification")
+    from .audit.cli_args import add_audit_arguments, run_audit_from_args
+
+    add_audit_arguments(p)
+    p.set_defaults(func=run_audit_from_args)
     return parser
 
 

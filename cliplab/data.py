@@ -8,6 +8,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -184,3 +185,36 @@ def to_rgb(im: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+def parse_where(items: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``["split=test", "tone=dark,light"]`` -> ``{"split": ("test",), "tone": ("dark", "light")}``."""
+    where: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        column, sep, values = item.partition("=")
+        if not sep or not column.strip() or not values.strip():
+            raise InputError(f"--where takes COLUMN=VALUE[,VALUE], got {item!r}")
+        where[column.strip()] = tuple(v.strip() for v in values.split(","))
+    return where
+
+
+def where_mask(records: pd.DataFrame, where: Mapping[str, Sequence[str]]) -> pd.Series:
+    """Rows whose every ``where`` column holds one of its allowed values (compared as text)."""
+    mask = pd.Series(True, index=records.index)
+    for column, allowed in where.items():
+        mask &= records[column].astype("string").isin(list(allowed)).fillna(False).astype(bool)
+    return mask
+
+
+def select(images: ImageSet, where: Mapping[str, Sequence[str]]) -> ImageSet:
+    """The images whose metadata matches ``where``; an unknown column or an empty result is an error."""
+    if not where:
+        return images
+    missing = [c for c in where if c not in images.records.columns]
+    if missing:
+        cols = ", ".join(c for c in images.records.columns if c != "path")
+        raise InputError(f"--where column {missing[0]!r} is not in {images.source} (columns: {cols})")
+    kept = images.records[where_mask(images.records, where)].reset_index(drop=True)
+    if kept.empty:
+        raise InputError(f"--where {dict(where)} selects none of the {len(images)} images in {images.source}")
+    return ImageSet(kept, images.source, images.skipped, int(kept["path"].duplicated().sum()))

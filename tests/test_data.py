@@ -112,3 +112,20 @@ def test_animated_gif_gives_first_frame(tmp_path):
     frames = [Image.new("RGB", (4, 4), c) for c in ((255, 0, 0), (0, 255, 0))]
     frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
     assert load_image(tmp_path / "a.gif").getpixel((0, 0))[0] > 200
+
+
+def test_where_selects_rows(tmp_path):
+    from cliplab.data import parse_where, select
+
+    for n in "abc":
+        _png(tmp_path / f"{n}.png")
+    (tmp_path / "m.csv").write_text("image,split,tone\na.png,train,dark\nb.png,test,dark\nc.png,test,\n")
+    s = read_images(tmp_path / "m.csv")
+    assert select(s, parse_where(["split=test"])).records["image"].tolist() == ["b.png", "c.png"]
+    assert select(s, parse_where(["split=test", "tone=dark,light"])).records["image"].tolist() == ["b.png"]
+    with pytest.raises(InputError, match="COLUMN=VALUE"):
+        parse_where(["split"])
+    with pytest.raises(InputError, match="column 'fold' is not in"):
+        select(s, {"fold": ("1",)})
+    with pytest.raises(InputError, match="selects none of the 3 images"):
+        select(s, {"split": ("val",)})
