@@ -22,6 +22,8 @@ demo: install
 	$(VENV)/bin/cliplab zeroshot --pretrained $(DEMO)/run --images $(DEMO)/data/metadata.csv --where split=test --quiet \
 		--classes kite,guitar,book,flower,ball,cup,key,phone --templates 'a photo of a person holding a {}.' \
 		--out $(DEMO)/zeroshot
+	$(VENV)/bin/cliplab audit --labels audits/synthetic.yaml --images $(DEMO)/data/metadata.csv \
+		--pretrained $(DEMO)/run --quiet --out $(DEMO)/audit
 
 test: install
 	$(PY) -m pytest -q

@@ -12,6 +12,8 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+src"
 
 _EXPORTS = {
+    "audit": ["AuditResult", "AuditSpec", "AuditComparison", "run_audit", "compare_label_sets", "compare_audits",
+              "load_audit_spec"],
     "errors": ["CliplabError", "InputError", "ModelError", "OutputError"],
     "data": ["ImageSet", "Skip", "load_image", "read_images"],
     "embed": ["ImageEmbeddings", "embed_images", "embed_texts", "write_embeddings"],

@@ -3,6 +3,7 @@
 The CLIP paper's FairFace probe as a reusable, configurable audit: a label set with flagged
 (harmful) classes, images with attribute metadata, per-group rates with intervals, disparities
 with exact tests and multiple-comparison correction, label-set what-ifs, and shareable reports.
+See docs/audit.md.
 
     from cliplab import load_model
     from cliplab.audit import run_audit
@@ -10,14 +11,30 @@ with exact tests and multiple-comparison correction, label-set what-ifs, and sha
     result.flagged()            # the disparities that the statistics support
     result.by_group()           # rates per group, one column per harm category
     result.write("audit-out")   # report.html, metrics.json, groups.csv, predictions.parquet
-"""
-from .adapters import AuditImages, load_audit_images
-from .compare import AuditComparison, compare_audits, compare_label_sets
-from .definition import AuditSpec, ClassSpec, TruthSpec, load_audit_spec
-from .report import write_report
-from .result import AuditResult
-from .run import audit_features, audit_loaded, prepare_audit, run_audit
 
-__all__ = ["AuditComparison", "AuditImages", "AuditResult", "AuditSpec", "ClassSpec", "TruthSpec", "audit_features",
-           "audit_loaded", "compare_audits", "compare_label_sets", "load_audit_images", "load_audit_spec",
-           "prepare_audit", "run_audit", "write_report"]
+Names are imported on first use, so `cliplab audit --help` does not load scipy and statsmodels.
+"""
+from importlib import import_module
+
+_EXPORTS = {
+    "adapters": ["AuditImages", "load_audit_images"],
+    "compare": ["AuditComparison", "compare_audits", "compare_label_sets"],
+    "definition": ["AuditSpec", "ClassSpec", "TruthSpec", "load_audit_spec"],
+    "report": ["write_report"],
+    "result": ["AuditResult"],
+    "run": ["audit_features", "audit_loaded", "prepare_audit", "run_audit"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cliplab.audit' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__

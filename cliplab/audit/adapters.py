@@ -81,7 +81,11 @@ def load_audit_images(images: str | Path | ImageSet, metadata: str | Path | None
 
 
 def detect_format(images: Path, metadata: str | Path | None) -> str:
-    """Guess the format from the files: FairFace columns, a CelebA attribute list, or a plain table."""
+    """Guess the format: UTKFace file names, FairFace columns, a CelebA attribute list, or a plain table."""
+    if metadata is None and images.is_dir():
+        names = [p.name for _, p in zip(range(200), images.rglob("*.jp*g"))]
+        if names and sum(bool(UTK_NAME.match(n)) for n in names) >= 0.5 * len(names):
+            return "utkface"
     probe = Path(metadata) if metadata is not None else images
     if probe.is_file() and probe.suffix.lower() == ".txt" and metadata is not None:
         return "celeba"

@@ -10,7 +10,8 @@ import argparse
 import sys
 
 from ..errors import EXIT_DISPARITY, EXIT_OK, InputError
-from .adapters import FORMATS
+
+FORMATS = ("auto", "table", "fairface", "utkface", "celeba")  # = adapters.FORMATS (not imported: --help stays fast)
 
 
 def add_audit_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,7 +72,8 @@ def spec_from_args(args: argparse.Namespace, labels: str):
     flagged = dict(spec.flagged)
     for item in args.flag:
         cat, classes = next(iter(_pairs([item], "--flag").items()))
-        flagged[cat] = tuple(dict.fromkeys([*flagged.get(cat, ()), *(c.strip() for c in classes.split(",") if c.strip())]))
+        added = [c.strip() for c in classes.split(",") if c.strip()]
+        flagged[cat] = tuple(dict.fromkeys([*flagged.get(cat, ()), *added]))
     where = {k: tuple(v.split(",")) for k, v in _pairs(args.where, "--where").items()}
     return spec.with_overrides(
         flagged=flagged if args.flag else None,
@@ -106,10 +108,9 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
     if spec_b is not None:
         b = audit_loaded(loaded, features, records, align_spec(spec_b, spec), data, skipped)
         comparison = compare_audits(result, b)
-        write_report(b, f"{args.out}/label-set-b", thumbnails=args.thumbnails,
-                     predictions_format=args.predictions_format)
-    report = write_report(result, args.out, comparison, thumbnails=args.thumbnails,
-                          predictions_format=args.predictions_format)
+        report = comparison.write(args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
+    else:
+        report = write_report(result, args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
     _report_skips(skipped, report.parent)
     print(result.summary())
     if comparison is not None:

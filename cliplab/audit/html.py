@@ -149,7 +149,7 @@ def _section_examples(result: "AuditResult", n: int) -> str:
     cards = []
     for _, r in ex.iterrows():
         attrs = ", ".join(f"{a}={r[a]}" for a in result.spec.group_by if a in r)
-        src = _thumbnail(r["path"])
+        src = _thumbnail(r["path"]) if "path" in r else ""
         img = f'<img alt="{esc(attrs)}" src="{src}">' if src else '<div class="muted">(image unreadable)</div>'
         cards.append(f'<div class="thumb">{img}<br><b>{esc(r["prediction"])}</b> {pct(r["probability"])}<br>'
                      f'truth: {esc(r["truth"] or "n/a")}<br>{esc(attrs)}</div>')
@@ -177,17 +177,26 @@ def _section_label_set(result: "AuditResult") -> str:
     rows = "".join(f"<tr><td>{esc(c.name)}</td><td>{esc(cat_of.get(c.name, ''))}</td>"
                    f"<td>{esc(' | '.join(c.prompts) if c.prompts else '(templates)')}</td></tr>" for c in spec.classes)
     templates = "".join(f"<li><code>{esc(t)}</code></li>" for t in spec.templates)
-    truth = spec.truth
-    truth_text = "none" if truth is None else (f"column {truth.column}" + (f", recoded {dict(truth.map)}" if truth.map
-                                               else "") if truth.column else f"format {truth.format}"
-                                               + (f", recoded {dict(truth.values)}" if truth.values else ""))
+    truth_text = _describe_truth(spec.truth)
     return (f"<h2>Label set and settings</h2><p>Audit <b>{esc(spec.name)}</b> from {esc(spec.source)}. "
             f"{esc(spec.description)}</p><table><tr><th>class</th><th>harm category</th><th>prompts</th></tr>"
             f"{rows}</table><p>Templates:</p><ul>{templates}</ul>"
             f"<p>Truth: {esc(truth_text)}. Group by: {esc(', '.join(spec.group_by))} (intersections: "
-            f"{esc(spec.intersections)}). Where: {esc(dict(spec.where) or 'all rows')}. Reference groups: "
+            f"{esc(spec.intersections)}). Where: {esc(_describe_where(spec.where))}. Reference groups: "
             f"{esc(dict(spec.reference) or 'best group')}. Top-k: {esc(spec.top_k)}. Bootstrap draws: "
             f"{esc(spec.n_boot)}, seed {esc(spec.seed)}.</p>")
+
+
+def _describe_where(where) -> str:
+    return "; ".join(f"{col} in {', '.join(vals)}" for col, vals in where.items()) or "all rows"
+
+
+def _describe_truth(truth) -> str:
+    if truth is None:
+        return "none (no accuracy)"
+    if truth.column:
+        return f"column {truth.column}" + (f", recoded {dict(truth.map)}" if truth.map else "")
+    return f"format {truth.format}" + (f", recoded {dict(truth.values)}" if truth.values else "")
 
 
 def _section_data(result: "AuditResult") -> str:
@@ -196,7 +205,8 @@ def _section_data(result: "AuditResult") -> str:
     truth = d.get("truth", {})
     items = [("images audited", d.get("n_audited")), ("images selected by the filter", d.get("n_selected")),
              ("images embedded now / from cache", f"{d.get('n_encoded', 0)} / {d.get('n_cached', 0)}"),
-             ("metadata rows", d.get("n_metadata_rows")), ("metadata rows without an image", d.get("metadata_without_image")),
+             ("metadata rows", d.get("n_metadata_rows")),
+             ("metadata rows without an image", d.get("metadata_without_image")),
              ("images without metadata", d.get("images_without_metadata")),
              ("skipped or unmatched files", len(result.skipped)),
              ("missing attribute values", ", ".join(f"{k}: {v}" for k, v in missing.items()) or "none"),
@@ -238,9 +248,11 @@ def _section_comparison(comp: "AuditComparison | None", figs: Figures) -> str:
     import plotly.graph_objects as go
 
     t = comp.changes
+    a_names, b_names = comp.a.spec.classnames, comp.b.spec.classnames
+    added = ", ".join(c for c in b_names if c not in a_names) or "none"
+    removed = ", ".join(c for c in a_names if c not in b_names) or "none"
     parts = [f"<h2>Label-set what-if: {esc(comp.a.spec.name)} &rarr; {esc(comp.b.spec.name)}</h2>"
-             f"<p>Added classes: {esc(', '.join(c for c in comp.b.spec.classnames if c not in comp.a.spec.classnames) or 'none')}; "
-             f"removed: {esc(', '.join(c for c in comp.a.spec.classnames if c not in comp.b.spec.classnames) or 'none')}."
+             f"<p>Added classes: {esc(added)}; removed: {esc(removed)}."
              " Paired on the same images: exact McNemar tests, corrected; intervals by resampling images.</p>"]
     for (attr, metric, cat), sub in t[t["metric"] == "flagged_rate"].groupby(["attribute", "metric", "category"],
                                                                              sort=False):
@@ -265,7 +277,8 @@ def render_html(result: "AuditResult", comparison: "AuditComparison | None" = No
     figs = Figures()
     spec = result.spec
     body = [f"<h1>Bias audit: {esc(spec.name)}</h1>",
-            f'<p class="box">Model <code>{esc(result.model.get("identity"))}</code>; {esc(result.data.get("n_audited"))} '
+            f'<p class="box">Model <code>{esc(result.model.get("identity"))}</code>; '
+            f'{esc(result.data.get("n_audited"))} '
             f"images; {len(result.flagged())} flagged disparities. Created {esc(result.created)} with cliplab "
             f"{esc(result.version)}.</p>",
             _section_disparities(result), _section_groups(result, figs), _section_comparison(comparison, figs),

@@ -64,19 +64,32 @@ def score_images(features: np.ndarray, weights: np.ndarray, logit_scale: float, 
 
 
 # ------------------------------------------------------------------------------ group codes
-def attribute_codes(records: pd.DataFrame, attributes: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
-    """Integer group code per row (-1 where any attribute is missing) and the group names."""
+def attribute_codes(records: pd.DataFrame, attributes: tuple[str, ...],
+                    cache: dict | None = None) -> tuple[np.ndarray, list[str]]:
+    """Integer group code per row (-1 where any attribute is missing) and the group names.
+
+    ``cache`` (a dict kept by the caller) holds each attribute's factorisation, so intersections
+    do not re-read the string columns.
+    """
     codes = np.zeros(len(records), np.int64)
     names: list[tuple[str, ...]] = [()]
     missing = np.zeros(len(records), bool)
     for attr in attributes:
-        col = records[attr].astype("string").str.strip().replace("", pd.NA)
-        c, uniques = pd.factorize(col, sort=True)
+        cache = {} if cache is None else cache
+        if attr not in cache:
+            cache[attr] = _factorize(records, attr)
+        c, uniques = cache[attr]
         missing |= c < 0
         codes = codes * len(uniques) + np.maximum(c, 0)
         names = [(*n, str(u)) for n in names for u in uniques]
     codes[missing] = -1
     return codes, [INTERSECTION_SEP.join(n) for n in names]
+
+
+def _factorize(records: pd.DataFrame, attr: str) -> tuple[np.ndarray, list[str]]:
+    col = records[attr].astype("string").str.strip().replace("", pd.NA)
+    c, uniques = pd.factorize(col, sort=True)
+    return c, [str(u) for u in uniques]
 
 
 def harm_membership(scores: Scores, spec: AuditSpec) -> dict[str, np.ndarray]:
@@ -109,7 +122,7 @@ def group_counts(codes: np.ndarray, n_groups: int, scores: Scores, spec: AuditSp
     for cat, classes in spec.flagged.items():
         cols = [index[c] for c in classes]
         parts.append(_rows(gid, n, "flagged_rate", cat, 1, pred[:, cols].sum(axis=1), n))
-        for cls in classes:
+        for cls in classes if len(classes) > 1 else ():  # a one-class category's rate is the class rate
             parts.append(_rows(gid, n, "class_rate", cls, 1, pred[:, index[cls]], n))
         k = scores.topk.shape[1]
         if k > 1:
@@ -135,9 +148,9 @@ def disaggregate(records: pd.DataFrame, scores: Scores, spec: AuditSpec) -> pd.D
     their number is in :func:`missing_counts`.
     """
     member = harm_membership(scores, spec)
-    frames = []
+    frames, cache = [], {}
     for attrs in spec.attribute_sets():
-        codes, names = attribute_codes(records, attrs)
+        codes, names = attribute_codes(records, attrs, cache)
         t = group_counts(codes, len(names), scores, spec, member)
         t.insert(0, "group", [names[i] for i in t["gid"]])
         t.insert(0, "attribute", INTERSECTION_SEP.join(attrs))
@@ -226,7 +239,8 @@ def fairness_summary(groups: pd.DataFrame, scores: Scores, records: pd.DataFrame
     g = groups[(groups["attribute"] != "(all)") & (groups["metric"] == "flagged_rate")]
     for (attr, cat), fam in g.groupby(["attribute", "category"], sort=False):
         rates = fam["rate"].to_numpy(float)
-        rows.append({"attribute": attr, "category": cat, "demographic_parity_difference": float(rates.max() - rates.min()),
+        rows.append({"attribute": attr, "category": cat,
+                     "demographic_parity_difference": float(rates.max() - rates.min()),
                      "demographic_parity_ratio": float(rates.min() / rates.max()) if rates.max() > 0 else 1.0,
                      "equalized_odds_difference": np.nan})
     if len(scores.classnames) == 2 and (scores.truth >= 0).any():
@@ -240,9 +254,9 @@ def _binary_rows(scores: Scores, records: pd.DataFrame, spec: AuditSpec) -> list
     pos = flagged[0] if flagged else 1
     known = scores.truth >= 0
     y, p = scores.truth == pos, scores.top1 == pos
-    rows = []
+    rows, cache = [], {}
     for attrs in spec.attribute_sets():
-        codes, names = attribute_codes(records, attrs)
+        codes, names = attribute_codes(records, attrs, cache)
         ok = (codes >= 0) & known
         G = len(names)
         sel = np.bincount(codes[ok], weights=p[ok], minlength=G) / np.maximum(np.bincount(codes[ok], minlength=G), 1)

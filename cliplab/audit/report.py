@@ -112,8 +112,7 @@ def summary_text(result: "AuditResult", max_rows: int = 10) -> str:
     lines = [f"audit {spec.name!r}: {result.model.get('identity', '')} on {d.get('n_audited', 0)} images "
              f"({len(result.skipped)} skipped or unmatched; groups by {', '.join(spec.group_by)})"]
     overall = result.overall()
-    parts = [f"{(r['category'] or r['metric'])}{' top-' + str(r['k']) if r['k'] > 1 else ''} "
-             f"{pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
+    parts = [f"{_metric_name(r)} {pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
              for _, r in overall[overall["metric"].isin(["accuracy", "flagged_rate", "topk_flagged_rate"])].iterrows()]
     if parts:
         lines.append("overall: " + "; ".join(parts))
@@ -145,7 +144,7 @@ def _metric_name(r) -> str:
 def comparison_text(comp: "AuditComparison", max_rows: int = 10) -> str:
     """The largest significant per-group changes from label set A to B, as plain text."""
     t = comp.changes
-    sig = t[t["significant"]]
+    sig = t[t["significant"].astype(bool)]
     sig = sig.reindex(sig["change"].abs().sort_values(ascending=False).index)
     lines = [f"label-set what-if: {comp.a.spec.name!r} -> {comp.b.spec.name!r}: {len(sig)} significant change(s) "
              f"of {int((t['status'] == 'ok').sum())}"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .definition import AuditSpec
+from .definition import INTERSECTION_SEP, AuditSpec
 from .metrics import Scores
 
 METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
@@ -62,6 +62,12 @@ class AuditResult:
     def categories(self) -> list[str]:
         return list(self.spec.flagged)
 
+    @property
+    def metrics(self) -> list[str]:
+        """The metrics the audit computed (accuracy only with a truth; class_rate only for
+        categories of two or more classes)."""
+        return list(dict.fromkeys(self.groups["metric"]))
+
     def to_frame(self) -> pd.DataFrame:
         """The tidy per-group table (a copy)."""
         return self.groups.copy()
@@ -90,9 +96,10 @@ class AuditResult:
         return out
 
     def flagged(self) -> pd.DataFrame:
-        """Flagged disparities, largest |difference| first."""
-        f = self.disparities[self.disparities["flagged"]]
-        return f.reindex(f["difference"].abs().sort_values(ascending=False).index)
+        """Flagged disparities: single attributes before intersections, then largest |difference| first."""
+        f = self.disparities[self.disparities["flagged"].astype(bool)]
+        order = f.assign(_depth=f["attribute"].str.count(INTERSECTION_SEP), _size=-f["difference"].abs())
+        return f.loc[order.sort_values(["_depth", "_size"], kind="stable").index]
 
     def exceeding(self, threshold: float) -> pd.DataFrame:
         """Flagged disparities with |difference| >= threshold (what --fail-on-disparity checks)."""
@@ -101,7 +108,6 @@ class AuditResult:
 
     def metric_frame(self, attribute: str | list[str], metric: str = "flagged_rate", category: str = ""):
         """The same numbers as a fairlearn MetricFrame (``attribute``: a name or a list for an intersection)."""
-        from .definition import INTERSECTION_SEP
         from .metrics import metric_frame
 
         attrs = attribute.split(INTERSECTION_SEP) if isinstance(attribute, str) else list(attribute)
@@ -114,7 +120,7 @@ class AuditResult:
         boolean ``topk_<category>`` column per harm category."""
         s, names = self.scores, self.scores.classnames
         cat_of = {c: cat for cat, cls in self.spec.flagged.items() for c in cls}
-        cols = ["path", *[c for c in self.spec.group_by if c in self.records.columns]]
+        cols = [c for c in ("path", *self.spec.group_by) if c in self.records.columns]
         t = self.records[cols].copy()
         t["truth"] = pd.Categorical.from_codes(s.truth, categories=names) if len(names) else pd.NA
         t["prediction"] = pd.Categorical.from_codes(s.top1, categories=names)
@@ -137,7 +143,7 @@ class AuditResult:
         if not len(pool):
             pool = np.flatnonzero((s.truth >= 0) & (s.truth != s.top1))
         pick = pool[np.argsort(-s.top1_prob[pool], kind="stable")[:n]]
-        cols = ["path", *[c for c in self.spec.group_by if c in self.records.columns]]
+        cols = [c for c in ("path", *self.spec.group_by) if c in self.records.columns]
         out = self.records.iloc[pick][cols].reset_index(drop=True)
         out["prediction"] = [s.classnames[i] for i in s.top1[pick]]
         out["probability"] = s.top1_prob[pick]
