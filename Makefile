@@ -1,18 +1,20 @@
 # make install: .venv with cliplab and everything its tests and notebooks need.
 # make demo:    install + synthesise data with a planted bias, train the tiny model, zero-shot + audit.
-# make test:    install + the whole test suite.
+# make test:    install + the whole test suite but the browser tests.
+# make test-browser: install + chromium (apt) + playwright + the browser tests (CI runs both).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := demo-out
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test test-browser clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,test]'
+	$(PY) -c "from cliplab.geometry import warm_up_umap; print(f'umap compiled once: {warm_up_umap():.0f} s')"
 	touch $@
 
 demo: install
@@ -26,7 +28,13 @@ demo: install
 		--pretrained $(DEMO)/run --quiet --out $(DEMO)/audit
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore=tests/browser
+
+# JupyterLab driven by Playwright in Debian's chromium (installed with apt; needs root, as on CI)
+test-browser: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
+	CLIPLAB_BROWSER_TESTS=1 $(PY) -m pytest -q tests/browser
 
 clean:
 	rm -rf $(VENV) $(DEMO)

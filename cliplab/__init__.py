@@ -17,14 +17,19 @@ _EXPORTS = {
     "errors": ["CliplabError", "InputError", "ModelError", "OutputError"],
     "data": ["ImageSet", "Skip", "load_image", "read_images"],
     "embed": ["ImageEmbeddings", "embed_images", "embed_texts", "write_embeddings"],
+    "geometry": ["Projection", "project", "place", "modality_gap", "alignment", "uniformity", "effective_rank",
+                 "class_centroid_similarity", "embedding_diagnostics"],
     "models": ["LoadedModel", "load_model", "select_device"],
     "prompts": ["load_classes", "load_templates"],
+    "sensitivity": ["PromptScorer", "SensitivityResult", "prompt_sensitivity"],
     "synth": ["SynthConfig", "synthesize"],
     "train": ["TrainConfig", "load_train_config"],  # train() itself: cliplab.train.train (a subpackage)
+    "widgets": ["PromptLab", "EmbeddingExplorer", "AuditDashboard"],
     "zeroshot": ["ZeroShotClassifier", "ZeroShotResult", "run_zeroshot", "write_zeroshot", "zeroshot_metrics"],
 }
+_SUBPACKAGES = {"audit", "train", "widgets"}  # cliplab.train.train(...) etc. after a plain `import cliplab`
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["__version__", *_WHERE]
+__all__ = ["__version__", *_WHERE, *sorted(_SUBPACKAGES)]
 
 
 def __getattr__(name: str):
@@ -32,6 +37,8 @@ def __getattr__(name: str):
         value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBPACKAGES:
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
 
 

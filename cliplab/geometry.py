@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from .errors import InputError
 
 METHODS = ("umap", "pca")
 PROJECTION_CACHE = DEFAULT_CACHE_DIR / "projections"
+EXACT_KNN_MAX = 30_000  # above this, umap-learn's approximate NNDescent finds the neighbours
+_NUMBA_CACHE_ON = False
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Projection:
     key: str
     cached: bool = False
     seconds: float = 0.0
+    normalized: bool = True  # rows were L2-normalised before projecting (place() does the same)
     pca_mean: np.ndarray | None = field(default=None, repr=False)  # set by method="pca": exact transform
     pca_components: np.ndarray | None = field(default=None, repr=False)
 
@@ -64,7 +68,7 @@ def content_key(arrays: Sequence[np.ndarray], settings: dict) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(memoryview(a).cast("B") if a.size else b"")
     return h.hexdigest()[:32]
 
 
@@ -98,7 +102,7 @@ def project(*features: np.ndarray, method: str = "umap", n_components: int = 2, 
     t0 = time.perf_counter()
     hit = _cache_load(cache_dir, key)
     if hit is not None:
-        return Projection(hit["coords"], parts, method, key, True, time.perf_counter() - t0,
+        return Projection(hit["coords"], parts, method, key, True, time.perf_counter() - t0, normalize,
                           hit.get("pca_mean"), hit.get("pca_components"))
     if normalize:
         x = _normalise(x)
@@ -108,33 +112,98 @@ def project(*features: np.ndarray, method: str = "umap", n_components: int = 2, 
     else:
         arrays = {"coords": _umap(x, n_components, seed, pca_dims, umap_kwargs)}
     _cache_save(cache_dir, key, arrays)
-    return Projection(arrays["coords"], parts, method, key, False, time.perf_counter() - t0,
+    return Projection(arrays["coords"], parts, method, key, False, time.perf_counter() - t0, normalize,
                       arrays.get("pca_mean"), arrays.get("pca_components"))
 
 
 def _pca(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact PCA by SVD of the centred data (sign fixed so the result is deterministic)."""
-    mean = x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x - mean, full_matrices=False)
-    comps = vt[:k]
+    """Exact PCA from the eigenvectors of the covariance (sign fixed so results are deterministic).
+
+    The d x d eigen-decomposition runs on one BLAS thread: for d ~ 512 that is faster, and on a
+    busy machine multi-threaded OpenBLAS was 30x slower on this small problem (4 s instead of 0.12 s).
+    """
+    from threadpoolctl import threadpool_limits
+
+    mean = x.mean(axis=0, dtype=np.float64)
+    xc = (x - mean).astype(np.float32)
+    cov = (xc.T @ xc).astype(np.float64)  # float32 product: no float64 copy of a large x
+    with threadpool_limits(1):
+        _, vecs = np.linalg.eigh(cov)
+    comps = vecs[:, ::-1][:, :k].T
     signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(axis=1)])
-    comps = comps * signs[:, None]
-    return ((x - mean) @ comps.T).astype(np.float32), mean.astype(np.float32), comps.astype(np.float32)
+    comps = (comps * signs[:, None]).astype(np.float32)
+    return xc @ comps.T, mean.astype(np.float32), comps
+
+
+def exact_knn(x: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine k nearest neighbours (self included, as umap-learn expects) by blocked matmul."""
+    import torch
+
+    z = torch.from_numpy(np.ascontiguousarray(_normalise(x), dtype=np.float32))
+    idx = np.empty((len(z), k), dtype=np.int64)
+    dist = np.empty((len(z), k), dtype=np.float32)
+    with torch.inference_mode():
+        for a in range(0, len(z), chunk):
+            sims, nn = torch.topk(z[a:a + chunk] @ z.T, k, dim=1)
+            idx[a:a + chunk], dist[a:a + chunk] = nn.numpy(), np.clip(1.0 - sims.numpy(), 0.0, 2.0)
+    return idx, dist
 
 
 def _umap(x: np.ndarray, k: int, seed: int, pca_dims: int, kwargs: dict) -> np.ndarray:
+    """UMAP on PCA-reduced data; exact kNN up to EXACT_KNN_MAX points (skips pynndescent's compile)."""
     import warnings
 
+    _enable_numba_cache()
     import umap
 
     if pca_dims and x.shape[1] > pca_dims and len(x) > pca_dims:
         x = _pca(x, pca_dims)[0]
     params = {"n_neighbors": min(15, len(x) - 1), "metric": "cosine", "min_dist": 0.1, "init": "pca"}
     params.update(kwargs)
-    with warnings.catch_warnings():  # "n_jobs overridden by random_state": expected, we want determinism
+    if params["metric"] == "cosine" and len(x) <= EXACT_KNN_MAX and "precomputed_knn" not in params:
+        params["precomputed_knn"] = exact_knn(x, params["n_neighbors"])
+    with warnings.catch_warnings():  # n_jobs overridden by random_state; no transform without an index
         warnings.simplefilter("ignore", UserWarning)
         reducer = umap.UMAP(n_components=k, random_state=seed, **params)
         return reducer.fit_transform(x).astype(np.float32)
+
+
+def _enable_numba_cache() -> None:
+    """Ask numba to keep umap-learn's compiled functions on disk (it does not by default).
+
+    The first UMAP in a process otherwise spends 40-50 s compiling the same functions again;
+    with the disk cache that is paid once per machine. CLIPLAB_NUMBA_CACHE=0 turns this off.
+    """
+    global _NUMBA_CACHE_ON
+    if _NUMBA_CACHE_ON or os.environ.get("CLIPLAB_NUMBA_CACHE", "1") == "0":
+        return
+    _NUMBA_CACHE_ON = True
+    try:
+        import importlib
+        import warnings
+
+        from numba.core.errors import NumbaWarning
+        from numba.core.registry import CPUDispatcher
+
+        warnings.filterwarnings("ignore", category=NumbaWarning)  # "cannot cache ... dynamic globals"
+        for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.distances",
+                     "umap.sparse"):
+            for v in vars(importlib.import_module(name)).values():
+                if isinstance(v, CPUDispatcher) and type(v._cache).__name__ == "NullCache":
+                    v.enable_caching()
+    except Exception:  # an optimisation only: any change in numba's internals just means no cache
+        pass
+
+
+def warm_up_umap() -> float:
+    """Compile umap-learn's numba functions into the disk cache once (seconds taken).
+
+    Meant for an install step: afterwards the first UMAP of a process skips the compilation.
+    """
+    t0 = time.perf_counter()
+    x = np.random.default_rng(0).normal(size=(200, 64)).astype(np.float32)
+    _umap(_normalise(x), 2, 0, 50, {"n_epochs": 10})
+    return time.perf_counter() - t0
 
 
 def _cache_load(cache_dir: str | Path | None, key: str) -> dict | None:
@@ -171,7 +240,9 @@ def place(projection: Projection, fitted: np.ndarray, new: np.ndarray, k: int = 
     similarity-weighted mean of its ``k`` nearest fitted points, which is how umap-learn's
     own ``transform`` initialises new points. ``fitted`` are the rows the map was made from.
     """
-    new = _normalise(_as_matrix(np.atleast_2d(new), "new embeddings"))
+    new = _as_matrix(np.atleast_2d(new), "new embeddings")
+    if projection.normalized:
+        new = _normalise(new)
     if projection.pca_components is not None:
         return ((new - projection.pca_mean) @ projection.pca_components.T).astype(np.float32)
     sims = new @ _normalise(_as_matrix(fitted, "fitted embeddings")).T
@@ -210,10 +281,15 @@ def uniformity(x: np.ndarray, t: float = 2.0, max_samples: int = 5000, seed: int
         raise InputError(f"uniformity needs at least 2 embeddings, got {len(x)}")
     if len(x) > max_samples:
         x = x[np.random.default_rng(seed).choice(len(x), max_samples, replace=False)]
-    sq = np.clip(2.0 - 2.0 * (x @ x.T), 0.0, None)  # ||u - v||^2 for unit vectors
-    iu = np.triu_indices(len(x), k=1)
-    v = -t * sq[iu].astype(np.float64)
-    return float(np.logaddexp.reduce(v) - np.log(len(v)))
+    x = x.astype(np.float64)
+    total = 0.0  # sum of exp(-t ||u - v||^2) over ordered pairs u != v, in row blocks (bounded memory)
+    for a in range(0, len(x), 1024):
+        sq = np.clip(2.0 - 2.0 * (x[a:a + 1024] @ x.T), 0.0, None)  # ||u - v||^2 for unit vectors
+        e = np.exp(-t * sq)
+        e[np.arange(len(e)), np.arange(a, a + len(e))] = 0.0
+        total += e.sum()
+    n = len(x)
+    return float(np.log(total) - np.log(n * (n - 1)))
 
 
 def effective_rank(x: np.ndarray, center: bool = False) -> float:
@@ -243,7 +319,7 @@ def class_centroid_similarity(features: np.ndarray, labels: Sequence, classes: S
     return pd.DataFrame(cents @ cents.T, index=classes, columns=classes)
 
 
-def diagnostics(image_features: np.ndarray, text_features: np.ndarray | None = None,
+def embedding_diagnostics(image_features: np.ndarray, text_features: np.ndarray | None = None,
                 pairs: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The scalar diagnostics in one dict (those whose inputs are given)."""
     out = {"n_images": int(len(image_features)), "image_uniformity": uniformity(image_features),

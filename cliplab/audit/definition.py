@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 import yaml
 
+from ..data import where_mask
 from ..errors import InputError
 from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, validate_templates
 
@@ -362,10 +363,7 @@ def _validate_numbers(spec: AuditSpec, where: str) -> None:
 # ------------------------------------------------------------------ applying to metadata
 def select_rows(records: pd.DataFrame, spec: AuditSpec) -> pd.Series:
     """Boolean mask of the rows the audit covers (its ``where`` filter)."""
-    mask = pd.Series(True, index=records.index)
-    for col, allowed in spec.where.items():
-        mask &= records[col].astype("string").isin(list(allowed)).fillna(False).astype(bool)
-    return mask
+    return where_mask(records, spec.where)
 
 
 def true_classes(records: pd.DataFrame, spec: AuditSpec) -> tuple[pd.Series, dict[str, int]]:
