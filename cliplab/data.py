@@ -5,6 +5,8 @@ Every image that cannot be used (missing, empty, truncated, undecodable, too lar
 """
 from __future__ import annotations
 
+import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,11 +61,13 @@ def read_images(source: str | Path, image_column: str | None = None) -> ImageSet
 
 
 def read_folder(folder: Path) -> ImageSet:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir())
+    base = os.path.abspath(folder)
+    # plain strings, not pathlib: listing 100,000 files should take milliseconds, not seconds
+    files = sorted(os.path.join(root, name) for root, _, names in os.walk(base, followlinks=True) for name in names
+                   if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
     if not files:
         raise InputError(f"{folder}: no image files found (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})")
-    records = pd.DataFrame({"path": [str(p.absolute()) for p in files],
-                            "image": [str(p.relative_to(folder)) for p in files]})
+    records = pd.DataFrame({"path": files, "image": [f[len(base) + 1:] for f in files]})
     return _drop_unreadable(records, str(folder))
 
 
@@ -114,7 +118,7 @@ def read_manifest(path: Path, image_column: str | None = None) -> ImageSet:
 
 def _drop_unreadable(records: pd.DataFrame, source: str) -> ImageSet:
     """Skip rows whose file is missing or empty now, before any decoding."""
-    reasons = [_file_problem(Path(p)) for p in records["path"]]
+    reasons = [_file_problem(p) for p in records["path"]]
     bad = np.array([r is not None for r in reasons], dtype=bool)
     skipped = [Skip(p, r) for p, r in zip(records["path"], reasons) if r is not None]
     kept = records[~bad].reset_index(drop=True)
@@ -124,14 +128,14 @@ def _drop_unreadable(records: pd.DataFrame, source: str) -> ImageSet:
     return ImageSet(kept, source, skipped)
 
 
-def _file_problem(path: Path) -> str | None:
+def _file_problem(path: str) -> str | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
-        return "missing file" if not path.is_symlink() else "broken symlink"
+        return "broken symlink" if os.path.islink(path) else "missing file"
     except OSError as e:
         return f"cannot stat: {e.strerror}"
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         return "is a directory"
     if st.st_size == 0:
         return "empty file (0 bytes)"
