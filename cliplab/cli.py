@@ -44,10 +44,9 @@ def _embed_kwargs(args) -> dict:
     return kw
 
 
-def _report_input_notes(images, truncated=()) -> None:
-    if images.n_duplicates:
-        print(f"note: {images.n_duplicates} manifest row(s) name an image an earlier row names too (kept)",
-              file=sys.stderr)
+def _report_input_notes(n_duplicates: int, truncated=()) -> None:
+    if n_duplicates:
+        print(f"note: {n_duplicates} manifest row(s) name an image an earlier row names too (kept)", file=sys.stderr)
     if truncated:
         print(f"note: {len(truncated)} prompt(s) longer than the model's context were truncated, e.g. "
               f"{truncated[0][:80]!r}", file=sys.stderr)
@@ -99,7 +98,7 @@ def cmd_embed(args) -> int:
     images = select(read_images(args.images, args.image_column), parse_where(args.where))
     result = embed_images(loaded, images, dtype=args.dtype, **_embed_kwargs(args))
     out = write_embeddings(result, args.out)
-    _report_input_notes(images)
+    _report_input_notes(images.n_duplicates)
     _report_skips(result.skipped, out)
     print(f"embedded {len(result)} images ({result.n_cached} from cache, {result.n_encoded} encoded, "
           f"{len(result.skipped)} skipped) with {loaded.identity} -> {out}")
@@ -116,7 +115,7 @@ def cmd_zeroshot(args) -> int:
     result = run_zeroshot(loaded, images, args.classes, args.templates, label_column=args.label_column,
                           **_embed_kwargs(args))
     out = write_zeroshot(result, args.out)
-    _report_input_notes(images, result.metrics["truncated_prompts"])
+    _report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"])
     _report_skips(result.embeddings.skipped, out)
     m = result.metrics
     print(f"zero-shot on {m['n_images']} images, {len(m['classes'])} classes, {len(m['templates'])} template(s): "

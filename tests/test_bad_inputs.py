@@ -39,24 +39,24 @@ def corpus(tmp_path_factory):
     return root
 
 
-def _run(args: list[str], cwd: Path, unprivileged: bool = False) -> tuple[int, str]:
+def _run(args: list[str], cwd: Path, unprivileged: bool = False) -> tuple[int, str, str]:
     """Run the CLI; without the power to read any file when asked and running as root."""
     if unprivileged and os.geteuid() == 0:
         drop = ["setpriv", "--inh-caps=-dac_override,-dac_read_search", "--bounding-set=-dac_override,-dac_read_search"]
         p = subprocess.run([*drop, sys.executable, "-m", "cliplab.cli", *args], cwd=cwd, capture_output=True, text=True)
-        return p.returncode, p.stderr
+        return p.returncode, p.stderr, p.stdout
     import contextlib
     import io
 
-    err = io.StringIO()
+    err, out = io.StringIO(), io.StringIO()
     old = os.getcwd()
     os.chdir(cwd)
     try:
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
             code = main(args)
     finally:
         os.chdir(old)
-    return code, err.getvalue()
+    return code, err.getvalue(), out.getvalue()
 
 
 def _args(case: dict, command: str, corpus: Path, work: Path) -> list[str]:
@@ -78,6 +78,18 @@ def _args(case: dict, command: str, corpus: Path, work: Path) -> list[str]:
         if case["id"] == "lab-no-braces-template":
             return ["zeroshot", *model, *common, "--classes", CLASSES, "--templates", str(path)]
         return ["zeroshot", *model, *common, "--classes", str(path) if kind == "lab" else CLASSES]
+    if command == "audit":
+        labels = ["--labels", CLASSES]
+        if kind == "lab":
+            labels = ["--labels", CLASSES, "--templates", str(path)] if case["id"] == "lab-no-braces-template" \
+                else ["--labels", str(path)]
+        return ["audit", *model, *common, *labels, "--group-by", "tone", "--truth-column", "label"]
+    if command == "train":
+        # a config case sets only its bad key: flags would override it (defaults < config < --set < flags)
+        size = ["--config", str(path)] if kind == "cfg" else ["--epochs", "1", "--batch-size", "2"]
+        return ["train", *size, "--data", str(images), "--out", str(work / "out"),
+                "--set", "tensorboard=false", "--set", "progress=false",
+                *(["--model", "cliplab-tiny", "--pretrained", str(path)] if kind == "ckpt" else [])]
     raise AssertionError(f"no arguments for command {command}")
 
 
@@ -92,8 +104,9 @@ def test_corpus_has_enough_cases():
 def test_case(case, command, corpus, tmp_path):
     os.chmod(tmp_path, 0o777)
     expected = case[command]
-    code, err = _run(_args(case, command, corpus, tmp_path), tmp_path, unprivileged=case["id"] == "img-unreadable")
-    assert "Traceback" not in err, err
+    code, err, stdout = _run(_args(case, command, corpus, tmp_path), tmp_path,
+                             unprivileged=case["id"] == "img-unreadable")
+    assert "Traceback" not in err + stdout, err
     assert not (tmp_path / "pwned-by-pickle").exists()
     kind, _, detail = expected.partition(":")
     if kind == "error":
@@ -105,11 +118,17 @@ def test_case(case, command, corpus, tmp_path):
     if kind == "note":
         assert detail in err, err
     out = tmp_path / "out"
-    skipped = pd.read_csv(out / "skipped.csv")
+    if command == "train" and not (out / "skipped.csv").exists():  # the trainer writes it only when it skips
+        skipped = pd.DataFrame(columns=["path", "reason"])
+    else:
+        skipped = pd.read_csv(out / "skipped.csv")
     if kind == "skip":
         row = skipped[skipped["path"].str.endswith(Path(case["file"]).name)] if case["id"].startswith("img") else skipped
         assert len(row) == 1 and detail in row["reason"].iloc[0], skipped
-        assert f"skipped {len(skipped)} image" in err
+        if command == "train":  # the trainer logs to its console handler and RUN/train.log
+            assert f"{len(skipped)} skipped" in (out / "train.log").read_text()
+        else:
+            assert f"skipped {len(skipped)} image" in err
     elif case["id"].startswith("img"):
         assert skipped.empty, skipped
     if case["id"].startswith("img") and command == "embed":
@@ -118,8 +137,8 @@ def test_case(case, command, corpus, tmp_path):
 
 def _assert_good_rows_unchanged(out: Path, corpus: Path, tmp_path: Path) -> None:
     """The two good images embed exactly as they do on their own: the bad one changed nothing."""
-    code, err = _run(["embed", "--model", "cliplab-tiny", "--images", str(corpus / "good.csv"), "--no-cache",
-                      "--out", str(tmp_path / "ref"), "--quiet"], tmp_path)
+    code, err, _ = _run(["embed", "--model", "cliplab-tiny", "--images", str(corpus / "good.csv"), "--no-cache",
+                         "--out", str(tmp_path / "ref"), "--quiet"], tmp_path)
     assert code == 0, err
     got = pd.read_csv(out / "records.csv")
     emb = np.load(out / "embeddings.npy")

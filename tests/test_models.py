@@ -124,3 +124,42 @@ def test_offline_cli_exit_code_and_one_line(monkeypatch, tmp_path, capsys):
     assert code == EXIT_MODEL
     assert err.startswith("cliplab: error: cannot fetch pretrained weights ViT-B-32 'openai'")
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open an internet connection fails the test (local unix sockets are fine)."""
+    import socket
+
+    attempts = []
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def guard(original):
+        def checked(self, address, *a, **k):
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                attempts.append(address)
+                raise AssertionError(f"network connection attempted: {address}")
+            return original(self, address, *a, **k)
+        return checked
+
+    monkeypatch.setattr(socket.socket, "connect", guard(connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", guard(connect_ex))
+    return attempts
+
+
+def test_local_files_never_touch_the_network(no_network, tiny, synth_data, tmp_path):
+    path = tmp_path / "w.pt"
+    torch.save(tiny.model.state_dict(), path)
+    code = main(["zeroshot", "--model", "cliplab-tiny", "--pretrained", str(path), "--images", str(synth_data),
+                 "--classes", "kite,guitar,book,flower,ball,cup,key,phone", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 0 and no_network == []
+
+
+def test_hf_hub_offline_tries_nothing(no_network, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for args in (("ViT-B-32", "openai"), ("hf-hub:timm/ViT-B-32-quickgelu.openai", None)):
+        with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):
+            load_model(*args, device="cpu")
+    assert no_network == []

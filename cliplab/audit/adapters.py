@@ -50,6 +50,7 @@ class AuditImages:
         return {"n_images": len(self.images), "n_metadata_rows": self.n_metadata_rows,
                 "images_without_metadata": len(self.unmatched_images),
                 "metadata_without_image": sum(1 for s in self.images.skipped if s.reason in (NO_IMAGE, "missing file")),
+                "duplicate_rows": int(self.images.records["path"].duplicated().sum()),
                 "skip_reasons": reasons}
 
 
@@ -90,8 +91,11 @@ def detect_format(images: Path, metadata: str | Path | None) -> str:
     if probe.is_file() and probe.suffix.lower() == ".txt" and metadata is not None:
         return "celeba"
     if probe.is_file() and probe.suffix.lower() in (".csv", ".tsv"):
-        head = pd.read_csv(probe, nrows=0, sep="\t" if probe.suffix.lower() == ".tsv" else ",",
-                           encoding="utf-8-sig").columns
+        try:
+            head = pd.read_csv(probe, nrows=0, sep="\t" if probe.suffix.lower() == ".tsv" else ",",
+                               encoding="utf-8-sig").columns
+        except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError, ValueError):
+            return "table"  # unreadable: the table reader says why, in one line
         if set(FAIRFACE_COLUMNS) <= set(head):
             return "fairface"
     return "table"

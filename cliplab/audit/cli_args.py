@@ -89,7 +89,7 @@ def spec_from_args(args: argparse.Namespace, labels: str):
 
 def run_audit_from_args(args: argparse.Namespace) -> int:
     """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code."""
-    from ..cli import _embed_kwargs, _report_skips
+    from ..cli import _embed_kwargs, _report_input_notes, _report_skips
     from ..models import load_model
     from .compare import align_spec, compare_audits
     from .report import write_report
@@ -112,6 +112,7 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
     else:
         report = write_report(result, args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
     _report_skips(skipped, report.parent)
+    _report_input_notes(data.get("duplicate_rows", 0), sorted(loaded.truncated_texts))
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())

@@ -1,0 +1,245 @@
+"""report.html with hostile user strings, opened in a real browser: nothing runs, everything renders.
+
+Builds an audit through ``cliplab audit`` (a randomly initialised cliplab-tiny, 77 synthetic train
+images of 32 px) whose every user-controlled string is an XSS payload: class names, a template,
+the flagged category, the audit's name and description, a retrieval query, the values of both
+group-by columns (so also the intersection groups), and file names (an audited image named
+``x<script>.png``, an undecodable one and a missing one whose names hold markup, which the report
+lists as skipped). Each payload, if it ran, would set ``window.__xss``.
+
+Checks, first on the file: every payload is absent raw and present escaped; the inlined bundle is
+plotly.js byte for byte; outside it no ``src=``/``href=`` points at http(s) or ``//`` (the bundle
+itself holds such strings in JavaScript, e.g. map-tile attributions, never used here). Then in
+headless chromium (file://, every http(s) request aborted and recorded): after load, hovering the
+hostile table cells, ticks and bars, tabbing through the page and scrolling, ``window.__xss`` is
+undefined, no dialog opened, no script error, no element has an ``on*`` or ``autofocus``
+attribute, the payloads show as literal text (in the tables and in plotly's SVG labels), every
+figure drew its SVG, and the disparity table is there. Screenshot: test-artifacts/report-security.png.
+
+Needs /usr/bin/chromium and the ``playwright`` package (never downloads a browser): skipped without
+them, failed instead when CLIPLAB_BROWSER_TESTS=1, like tests/browser/test_jupyterlab.py.
+"""
+from __future__ import annotations
+
+import html
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path(os.environ.get("CLIPLAB_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+# label set
+CLS_SCRIPT = "<script>window.__xss=1</script>"
+CLS_IMG = '<img src=x onerror="window.__xss=2">'
+CLS_SVG = '"><svg onload=window.__xss=3>'
+TEMPLATE = "<b onmouseover=window.__xss=4>a photo of a person holding a {}</b>"
+CATEGORY = '<i onmouseover=window.__xss=8>crime</i> & "harm"'
+NAME = "<svg/onload=window.__xss=9>audit"
+DESCRIPTION = "</p><script>window.__xss=10</script><p>"
+QUERY = '<img src=x onerror="window.__xss=11;alert(11)"> a photo of a thief.'
+# metadata values (group-by columns): tone light/medium/dark, age child/adult
+TONE = {"dark": "<img src=x onerror=window.__xss=5>", "medium": "' onfocus='window.__xss=6' autofocus='",
+        "light": "light & <b>co</b>"}
+AGE = {"child": "</td></tr></table><h1 id=pwned>child", "adult": "adult</script><script>window.__xss=12</script>"}
+# file names
+EVIL_IMAGE = "x<script>.png"  # a real image: audited
+BROKEN_IMAGE = "bad<img src=x onerror=window.__xss=7>.png"  # not an image: skipped while embedding
+MISSING_IMAGE = "gone\"&'<b>.png"  # a metadata row without its file: skipped
+
+CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone", CLS_SCRIPT, CLS_IMG, CLS_SVG]
+PAYLOADS = [CLS_SCRIPT, CLS_IMG, CLS_SVG, TEMPLATE, CATEGORY, NAME, DESCRIPTION, QUERY, *TONE.values(), *AGE.values(),
+            BROKEN_IMAGE, MISSING_IMAGE]  # each shown in the report (escaped); x<script>.png only as a thumbnail
+
+
+def _require_browser():
+    """Playwright's sync API, or skip (fail when CLIPLAB_BROWSER_TESTS=1) saying what is missing."""
+    missing = []
+    if not CHROMIUM.is_file():
+        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+        missing.append("the playwright package (pip install playwright; no `playwright install` needed)")
+    if missing:
+        why = "browser test needs " + " and ".join(missing)
+        if os.environ.get("CLIPLAB_BROWSER_TESTS") == "1":
+            pytest.fail(why + " (CLIPLAB_BROWSER_TESTS=1 makes this a failure, not a skip)")
+        pytest.skip(why + "; `make test-browser` installs them")
+    return sync_playwright
+
+
+def _hostile_data(root: Path) -> Path:
+    """Synthetic images whose metadata and file names carry the payloads; returns metadata.csv."""
+    from cliplab.synth import SynthConfig, synthesize
+
+    meta_path = synthesize(root, SynthConfig(n=96, seed=0))
+    meta = pd.read_csv(meta_path, dtype=str, keep_default_na=False)
+    meta["tone"] = meta["tone"].map(TONE)
+    meta["age"] = meta["age"].map(AGE)
+    first = meta.index[meta["split"] == "train"][0]
+    evil = Path(meta.at[first, "image"]).with_name(EVIL_IMAGE)
+    (root / meta.at[first, "image"]).rename(root / evil)
+    meta.at[first, "image"] = evil.as_posix()
+    (root / evil.with_name(BROKEN_IMAGE)).write_bytes(b"this is not a PNG file\n" * 4)
+    extra = pd.DataFrame([meta.loc[first]] * 2).assign(image=[evil.with_name(BROKEN_IMAGE).as_posix(),
+                                                               evil.with_name(MISSING_IMAGE).as_posix()])
+    pd.concat([meta, extra], ignore_index=True).to_csv(meta_path, index=False)
+    return meta_path
+
+
+def _audit_file(path: Path) -> Path:
+    audit = {"name": NAME, "description": DESCRIPTION,
+             "classes": CLASSES[:-1] + [{"name": CLS_SVG, "prompts": [f"a photo of {CLS_SVG}."]}],
+             "templates": [TEMPLATE], "flagged": {CATEGORY: [CLS_SCRIPT, CLS_IMG]}, "truth": {"column": "label"},
+             "group_by": ["tone", "age"], "where": {"split": "train"}, "min_group_size": 5, "top_k": 2,
+             "n_boot": 200, "retrieval": {"queries": [QUERY], "k": 20}}
+    path.write_text(yaml.safe_dump(audit, allow_unicode=True, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    """report.html of the hostile audit, made by ``cliplab audit`` (the CLI's whole path)."""
+    from cliplab.cli import main
+
+    tmp = tmp_path_factory.mktemp("report-security")
+    meta = _hostile_data(tmp / "data")
+    audit = _audit_file(tmp / "hostile.yaml")
+    out = tmp / "out"
+    code = main(["audit", "--labels", str(audit), "--images", str(meta), "--model", "cliplab-tiny", "--device", "cpu",
+                 "--no-cache", "--quiet", "--workers", "0", "--thumbnails", "12", "--out", str(out)])
+    assert code == 0, f"cliplab audit exited with {code}"
+    return out / "report.html"
+
+
+def _without_plotly_bundle(text: str) -> str:
+    """The page minus the inlined plotly.js, after checking that the bundle is plotly's own, unchanged."""
+    from plotly.offline import get_plotlyjs
+
+    bundle = f"<script>{get_plotlyjs()}</script>"
+    assert text.count(bundle) == 1, "the inlined plotly.js is not plotly's bundle byte for byte"
+    return text.replace(bundle, "<script>/* plotly.js */</script>")
+
+
+def test_hostile_strings_reach_the_report_escaped(report):
+    text = _without_plotly_bundle(report.read_text(encoding="utf-8"))
+    assert EVIL_IMAGE not in text
+    for payload in PAYLOADS:
+        assert payload not in text, f"raw payload in report.html: {payload!r}"
+        assert html.escape(payload, quote=True) in text, f"payload not shown (escaped) in report.html: {payload!r}"
+    # the hostile groups were compared (ranked, in the disparity table), not only listed
+    disparities = text[text.index("<h2>Disparities</h2>"):text.index("<h2>Rates by group</h2>")]
+    for value in (TONE["dark"], TONE["medium"], f"{TONE['dark']} & {AGE['child']}"):
+        assert f"<td>{html.escape(value)}</td>" in disparities, value
+    assert f"<td>{html.escape(CATEGORY)}</td>" in disparities
+    # the image named x<script>.png was audited; the broken and the missing file are listed as skipped
+    preds = pd.read_parquet(report.parent / "predictions.parquet")
+    assert preds["path"].str.endswith(EVIL_IMAGE).sum() == 1
+    skipped = pd.read_csv(report.parent / "skipped.csv")
+    assert {Path(p).name for p in skipped["path"]} == {BROKEN_IMAGE, MISSING_IMAGE}
+    # plotly's labels and names are html-escaped in the figure JSON too (then escaped again for <script>)
+    assert "\\u0026lt;img src=x onerror=window.__xss=5\\u0026gt;" in text
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.I)
+
+
+def test_report_is_self_contained(report):
+    text = _without_plotly_bundle(report.read_text(encoding="utf-8"))
+    remote = re.findall(r"""\b(?:src|href|srcset|action|poster|data)\s*=\s*(?:\\?["'])?\s*((?:https?:)?//[^\s"'<>]*)""",
+                        text, re.I)
+    assert not remote, f"report.html links outside itself: {remote[:5]}"
+    assert not re.search(r"<link\b|@import|url\(\s*['\"]?\s*(?:https?:)?//", text, re.I)
+    assert "Plotly.newPlot" in text and 'src="data:image/png;base64,' in text
+
+
+FIND_HANDLERS = """() => [...document.querySelectorAll('*')]
+    .filter(el => [...el.attributes].some(a => a.name.startsWith('on') || a.name === 'autofocus'))
+    .map(el => el.outerHTML.slice(0, 160))"""
+BROKEN_FIGURES = """() => [...document.querySelectorAll('div[id^=fig]')]
+    .filter(el => !el.classList.contains('js-plotly-plot') || !el.querySelector('.main-svg .bars'))
+    .map(el => el.id)"""
+
+
+def test_report_in_chromium_runs_no_payload(playwright_api, report):
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "report-security.png"
+    dialogs, console, page_errors, remote = [], [], [], []
+    with playwright_api() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.route(re.compile(r"^(?:https?|wss?|ftp)://"),
+                      lambda route: (remote.append(route.request.url), route.abort()))
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.on("dialog", lambda d: (dialogs.append(f"{d.type}: {d.message}"), d.dismiss()))
+        page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+        page.on("pageerror", lambda e: page_errors.append(str(e)))
+        try:
+            page.goto(report.as_uri(), wait_until="load", timeout=30_000)
+            page.locator("div[id^=fig] .main-svg").first.wait_for(timeout=15_000)
+            page.wait_for_timeout(500)
+            assert page.evaluate("typeof window.__xss") == "undefined", "a payload ran on load"
+
+            # interact: hover the hostile cells, a code item, tick labels and bars; tab through; scroll
+            for cell in page.locator("td", has_text="window.__xss").all()[:8]:
+                cell.scroll_into_view_if_needed()
+                cell.hover()
+            page.locator("li code").first.hover()
+            for fig in page.locator("div[id^=fig]").all()[:3]:
+                fig.scroll_into_view_if_needed()
+                fig.locator(".xtick text").first.hover(force=True)
+                box = fig.locator(".bars path").first.bounding_box()
+                if box:
+                    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + max(box["height"] - 2, 1))
+                    page.wait_for_timeout(100)
+            for _ in range(15):
+                page.keyboard.press("Tab")
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            page.mouse.wheel(0, -2500)
+            page.wait_for_timeout(300)
+
+            assert page.evaluate("typeof window.__xss") == "undefined", "a payload ran (hover, focus or scroll)"
+            assert dialogs == [], f"dialogs opened: {dialogs}"
+            assert page.evaluate(FIND_HANDLERS) == [], "an element got an inline event handler"
+            assert page.evaluate("document.getElementById('pwned')") is None
+            assert page.locator("body > h1").count() == 1
+            n_figures = page.locator("div[id^=fig]").count()
+            n_scripts = page.evaluate("document.scripts.length")
+            assert n_scripts == 1 + n_figures, f"{n_scripts} <script> elements for {n_figures} figures"
+
+            # it rendered: every figure drew its bars (3 metrics x tone, age, tone & age), the disparity table
+            assert n_figures == 9 and page.evaluate(BROKEN_FIGURES) == []
+            table = page.locator("table", has=page.locator("th", has_text="p (adjusted)")).first
+            assert table.locator("tr").count() > 10
+            # the payloads are text on the page: in the tables ...
+            body = page.inner_text("body")
+            for payload in (CLS_SCRIPT, CLS_IMG, CLS_SVG, TEMPLATE, CATEGORY, DESCRIPTION, QUERY, TONE["dark"],
+                            TONE["medium"], *AGE.values(), BROKEN_IMAGE, MISSING_IMAGE):
+                assert payload in body, f"not shown as text: {payload!r}"
+            assert page.title() == f"cliplab audit: {NAME}"
+            # ... and in plotly's SVG tick labels, shown literally (not double-escaped, not parsed)
+            svg_text = page.evaluate("() => [...document.querySelectorAll('.main-svg text')].map(t => t.textContent)")
+            for label in (*TONE.values(), *AGE.values(), f"{TONE['dark']} & {AGE['child']}"):
+                assert label in svg_text, f"plotly label not shown literally: {label!r}"
+            assert not any("&lt;" in t or "&amp;" in t for t in svg_text)
+        finally:
+            page.evaluate("window.scrollTo(0, 0)")
+            page.screenshot(path=str(shot), full_page=True)
+            browser.close()
+    assert page_errors == [], f"script errors: {page_errors}"
+    assert not [m for m in console if m.startswith("error")], f"console errors: {console}"
+    assert remote == [], f"the report tried to reach the network: {remote}"
+    assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def playwright_api():
+    return _require_browser()
