@@ -5,11 +5,9 @@ import sys
 import time
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import cliplab.embed as embed_mod
-from cliplab.data import read_images
 from cliplab.embed import EmbeddingCache, embed_images, embed_texts
 
 

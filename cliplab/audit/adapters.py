@@ -72,7 +72,7 @@ def load_audit_images(images: str | Path | ImageSet, metadata: str | Path | None
     if metadata is None:
         if path.is_dir():
             if fmt == "celeba":
-                raise InputError(f"CelebA needs its attribute list: pass --metadata list_attr_celeba.txt")
+                raise InputError("CelebA needs its attribute list: pass --metadata list_attr_celeba.txt")
             return AuditImages(read_images(path), "folder", str(path), n_metadata_rows=0)
         return _from_manifest(path, fmt, image_column)
     if not path.is_dir():

@@ -24,35 +24,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_browser
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("CLIPLAB_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = ROOT / "test-artifacts"
 NOTEBOOK = "02_prompt_sensitivity.ipynb"
 EXPLORER_NOTEBOOK = "03_embedding_geometry.ipynb"  # reuses the short run that NOTEBOOK trained
 NOTEBOOKS = (NOTEBOOK, EXPLORER_NOTEBOOK)
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 RUN_ALL_SECONDS = 300  # imports, a short training run (no run to reuse here) and the cells
 NEW_TEMPLATE = "a watercolor painting of a {}."
 
-
-def _require_browser():
-    """Playwright's sync API, or skip (fail when CLIPLAB_BROWSER_TESTS=1) saying what is missing."""
-    missing = []
-    if not CHROMIUM.is_file():
-        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-        missing.append("the playwright package (pip install playwright; no `playwright install` needed)")
-    if missing:
-        why = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CLIPLAB_BROWSER_TESTS") == "1":
-            pytest.fail(why + " (CLIPLAB_BROWSER_TESTS=1 makes this a failure, not a skip)")
-        pytest.skip(why + "; `make test-browser` installs them")
-    return sync_playwright
 
 
 def _free_port() -> int:
@@ -106,7 +85,7 @@ def _shutdown(proc: subprocess.Popen, url: str, token: str) -> None:
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    return _require_browser()
+    return require_browser()
 
 
 @pytest.fixture(scope="module")

@@ -22,19 +22,14 @@ them, failed instead when CLIPLAB_BROWSER_TESTS=1, like tests/browser/test_jupyt
 from __future__ import annotations
 
 import html
-import os
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path(os.environ.get("CLIPLAB_CHROMIUM", "/usr/bin/chromium"))
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 # label set
 CLS_SCRIPT = "<script>window.__xss=1</script>"
@@ -58,23 +53,6 @@ CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone", CL
 PAYLOADS = [CLS_SCRIPT, CLS_IMG, CLS_SVG, TEMPLATE, CATEGORY, NAME, DESCRIPTION, QUERY, *TONE.values(), *AGE.values(),
             BROKEN_IMAGE, MISSING_IMAGE]  # each shown in the report (escaped); x<script>.png only as a thumbnail
 
-
-def _require_browser():
-    """Playwright's sync API, or skip (fail when CLIPLAB_BROWSER_TESTS=1) saying what is missing."""
-    missing = []
-    if not CHROMIUM.is_file():
-        missing.append(f"{CHROMIUM} (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-        missing.append("the playwright package (pip install playwright; no `playwright install` needed)")
-    if missing:
-        why = "browser test needs " + " and ".join(missing)
-        if os.environ.get("CLIPLAB_BROWSER_TESTS") == "1":
-            pytest.fail(why + " (CLIPLAB_BROWSER_TESTS=1 makes this a failure, not a skip)")
-        pytest.skip(why + "; `make test-browser` installs them")
-    return sync_playwright
 
 
 def _hostile_data(root: Path) -> Path:
@@ -242,4 +220,4 @@ def test_report_in_chromium_runs_no_payload(playwright_api, report):
 
 @pytest.fixture(scope="module")
 def playwright_api():
-    return _require_browser()
+    return require_browser()
