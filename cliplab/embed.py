@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path, describe_os_error, prepare_out_dir, write_json, write_table
+from .atomic import atomic_path, describe_os_error, prepare_out_dir, write_json, write_table, write_text
 from .data import DEFAULT_MAX_PIXELS, ImageError, ImageSet, Skip, load_image, read_images
 from .errors import InputError, OutputError
 from .models import LoadedModel
@@ -52,8 +52,13 @@ class EmbeddingCache:
     def __init__(self, root: Path, loaded: LoadedModel):
         ns = hashlib.sha256(f"{loaded.identity}\0{loaded.preprocess_key}".encode()).hexdigest()[:20]
         self.dir = Path(root).expanduser() / ns
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "model.txt").write_text(f"{loaded.identity}\n{loaded.preprocess_key}\n")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the embedding cache {self.dir}: {describe_os_error(e, self.dir)} "
+                              "(choose another --cache-dir, or --no-cache)") from None
+        if not (self.dir / "model.txt").exists():  # for people browsing the cache
+            write_text(self.dir / "model.txt", f"{loaded.identity}\n{loaded.preprocess_key}\n")
 
     @staticmethod
     def key(path: str) -> str:

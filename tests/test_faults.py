@@ -75,16 +75,19 @@ def test_full_disk_for_the_cache(synth_data, eight, tmp_path):
 READ_ONLY = 'mount -t tmpfs -o ro,size=64k tmpfs "$1" || exit 99; shift; "$@"'
 
 
-@pytest.mark.parametrize("command", ["embed", "train"])
+@pytest.mark.parametrize("command", ["embed", "embed-cache", "train"])
 def test_read_only_output_folder(command, synth_data, eight, tmp_path):
     """A read-only mount stops root too (permission bits do not): each command says so in one line."""
     out = tmp_path / "ro"
     out.mkdir()
     args = {"embed": ["embed", "--model", "cliplab-tiny", "--images", str(eight), "--no-cache", "--quiet"],
+            "embed-cache": ["embed", "--model", "cliplab-tiny", "--images", str(eight), "--quiet",
+                            "--cache-dir", str(out / "cache")],
             "train": ["train", "--data", str(synth_data), "--epochs", "1", "--batch-size", "16",
                       "--set", "progress=false", "--set", "tensorboard=false"]}[command]
     p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", READ_ONLY, "sh", str(out),
-                        sys.executable, "-m", "cliplab.cli", *args, "--out", str(out / "run")],
+                        sys.executable, "-m", "cliplab.cli", *args,
+                        "--out", str((tmp_path if command == "embed-cache" else out) / "run")],
                        capture_output=True, text=True)
     assert p.returncode == EXIT_OUTPUT, p.stderr
     last = p.stderr.strip().splitlines()[-1]
