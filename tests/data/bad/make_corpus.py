@@ -94,10 +94,14 @@ def _manifests(root: Path) -> None:
     (d / "huge-captions.csv").write_text(head + ok.replace("a photo of a kite.", "x" * 10_000), encoding="utf-8")
 
 
-def _labels(root: Path) -> None:
-    d = root / "labels"
+def _write_all(d: Path, texts: dict[str, str]) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    texts = {
+    for name, text in texts.items():
+        (d / name).write_text(text, encoding="utf-8")
+
+
+def _labels(root: Path) -> None:
+    _write_all(root / "labels", {
         "empty.txt": "",
         "one-class.txt": "kite\n",
         "casefold-dupes.txt": "kite\nguitar\nKITE\n",
@@ -109,23 +113,17 @@ def _labels(root: Path) -> None:
         "many-classes.txt": "kite\nguitar\nbook\n" + "\n".join(f"class number {i}" for i in range(1997)) + "\n",
         "long-prompt.txt": "kite\nguitar\nbook\n" + "a " + "very " * 60 + "long class name\n",
         "not-a-list.yaml": "classes: {kite: 1}\n",
-    }
-    for name, text in texts.items():
-        (d / name).write_text(text, encoding="utf-8")
+    })
 
 
 def _configs(root: Path) -> None:
-    d = root / "configs"
-    d.mkdir(parents=True, exist_ok=True)
-    texts = {
+    _write_all(root / "configs", {
         "unknown-key.yaml": "epochs: 1\nlearning_rat: 0.1\n",
         "wrong-type.yaml": "epochs: three\n",
         "negative-batch.yaml": "batch_size: -8\n",
         "syntax-error.yaml": "epochs: [1, 2\n",
         "not-a-mapping.yaml": "- epochs\n- 1\n",
-    }
-    for name, text in texts.items():
-        (d / name).write_text(text, encoding="utf-8")
+    })
 
 
 class _Evil:
