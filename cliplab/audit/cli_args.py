@@ -65,6 +65,7 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
 
 def spec_from_args(args: argparse.Namespace, labels: str):
     """The audit definition of ``labels`` with the command line's overrides applied."""
+    from ..data import parse_where
     from ..prompts import load_templates
     from .definition import TruthSpec, load_audit_spec
 
@@ -74,7 +75,7 @@ def spec_from_args(args: argparse.Namespace, labels: str):
         cat, classes = next(iter(_pairs([item], "--flag").items()))
         added = [c.strip() for c in classes.split(",") if c.strip()]
         flagged[cat] = tuple(dict.fromkeys([*flagged.get(cat, ()), *added]))
-    where = {k: tuple(v.split(",")) for k, v in _pairs(args.where, "--where").items()}
+    where = parse_where(args.where)
     return spec.with_overrides(
         flagged=flagged if args.flag else None,
         templates=tuple(load_templates(args.templates)) if args.templates else None,

@@ -29,3 +29,8 @@ def require_browser():
             pytest.fail(why + " (CLIPLAB_BROWSER_TESTS=1 makes this a failure, not a skip)")
         pytest.skip(why + "; `make test-browser` installs them")
     return sync_playwright
+
+
+def launch(pw):
+    """Debian's chromium, headless, with the flags this closed network needs."""
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)

@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, ROOT, require_browser
+from chromium import ARTIFACTS, ROOT, launch, require_browser
 
 NOTEBOOK = "02_prompt_sensitivity.ipynb"
 EXPLORER_NOTEBOOK = "03_embedding_geometry.ipynb"  # reuses the short run that NOTEBOOK trained
@@ -153,7 +153,7 @@ def test_prompt_lab_in_jupyterlab(playwright_api, jupyter):
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "jupyterlab-prompt-lab.png"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         try:
             _open_and_run_all(page, url, token, NOTEBOOK)
@@ -187,7 +187,7 @@ def test_explorer_hover_and_lasso_in_jupyterlab(playwright_api, jupyter):
     url, token = jupyter
     ARTIFACTS.mkdir(exist_ok=True)
     with playwright_api() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         page = browser.new_page(viewport={"width": 1400, "height": 1600})
         try:
             _open_and_run_all(page, url, token, EXPLORER_NOTEBOOK)

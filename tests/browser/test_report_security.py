@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from chromium import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, require_browser
+from chromium import ARTIFACTS, launch, require_browser
 import yaml
 
 
@@ -151,7 +151,7 @@ def test_report_in_chromium_runs_no_payload(playwright_api, report):
     shot = ARTIFACTS / "report-security.png"
     dialogs, console, page_errors, remote = [], [], [], []
     with playwright_api() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         context.route(re.compile(r"^(?:https?|wss?|ftp)://"),
                       lambda route: (remote.append(route.request.url), route.abort()))
