@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := demo-out
 
-.PHONY: install demo test test-browser clean
+.PHONY: install demo test test-browser lint clean
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,12 @@ test-browser: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
 	CLIPLAB_BROWSER_TESTS=1 $(PY) -m pytest -q tests/browser
+
+# ruff and mypy over the library, tests and benchmarks (configured in pyproject.toml)
+lint: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[lint]'
+	$(VENV)/bin/ruff check cliplab tests benchmarks
+	$(VENV)/bin/mypy
 
 clean:
 	rm -rf $(VENV) $(DEMO)

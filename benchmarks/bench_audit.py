@@ -24,8 +24,8 @@ import pandas as pd
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from cliplab.audit.definition import AuditSpec, ClassSpec, TruthSpec  # noqa: E402
-from cliplab.audit.run import audit_features  # noqa: E402
+from cliplab.audit.definition import AuditSpec, ClassSpec, TruthSpec
+from cliplab.audit.run import audit_features
 
 RACES = ["White", "Black", "Indian", "East Asian", "Southeast Asian", "Middle Eastern", "Latino_Hispanic"]
 AGES = ["0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "more than 70"]

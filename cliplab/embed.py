@@ -11,9 +11,9 @@ import hashlib
 import os
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -228,9 +228,8 @@ def embed_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256
 def write_embeddings(result: ImageEmbeddings, out: str | Path) -> Path:
     """embeddings.npy (row i = records.csv row i), records.csv, skipped.csv and embed.json in ``out``."""
     out = prepare_out_dir(out)
-    with atomic_path(out / "embeddings.npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, result.features)
+    with atomic_path(out / "embeddings.npy") as tmp, open(tmp, "wb") as f:
+        np.save(f, result.features)
     write_table(out / "records.csv", result.records)
     write_table(out / "skipped.csv", pd.DataFrame([(s.path, s.reason) for s in result.skipped],
                                                   columns=["path", "reason"]))

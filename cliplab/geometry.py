@@ -12,9 +12,9 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -226,9 +226,8 @@ def _cache_save(cache_dir: str | Path | None, key: str, arrays: dict) -> None:
     except OSError:
         return  # a cache that cannot be written is only slower, never an error
     try:
-        with atomic_path(folder / f"{key}.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+        with atomic_path(folder / f"{key}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
     except OSError:
         pass
 
@@ -322,7 +321,7 @@ def class_centroid_similarity(features: np.ndarray, labels: Sequence, classes: S
 def embedding_diagnostics(image_features: np.ndarray, text_features: np.ndarray | None = None,
                 pairs: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The scalar diagnostics in one dict (those whose inputs are given)."""
-    out = {"n_images": int(len(image_features)), "image_uniformity": uniformity(image_features),
+    out = {"n_images": len(image_features), "image_uniformity": uniformity(image_features),
            "image_effective_rank": effective_rank(image_features)}
     if text_features is not None and len(text_features):
         out["modality_gap"] = modality_gap(image_features, text_features)

@@ -14,9 +14,10 @@ import logging
 import os
 import pickle
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import open_clip
 import torch

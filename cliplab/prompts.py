@@ -5,8 +5,8 @@ A template marks the class name with ``{}``. Shipped sets live in ``cliplab/temp
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 

@@ -11,8 +11,8 @@ only that template's prompts; per-template predictions are cached by :class:`Pro
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

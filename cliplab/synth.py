@@ -81,8 +81,8 @@ def _dark(c: Color, f: float = 0.55) -> Color:
 def _draw_object(d: ImageDraw.ImageDraw, label: str, cx: float, cy: float, s: float, col: Color) -> None:
     """Draw object ``label`` centred at (cx, cy) inside an s x s box."""
     dk, w = _dark(col), max(1, round(s * 0.06))
-    box = lambda x0, y0, x1, y1: [cx + x0 * s, cy + y0 * s, cx + x1 * s, cy + y1 * s]  # noqa: E731
-    pts = lambda *xy: [(cx + x * s, cy + y * s) for x, y in xy]  # noqa: E731
+    box = lambda x0, y0, x1, y1: [cx + x0 * s, cy + y0 * s, cx + x1 * s, cy + y1 * s]
+    pts = lambda *xy: [(cx + x * s, cy + y * s) for x, y in xy]
     if label == "kite":
         d.line(pts((0, 0.3), (0.06, 0.4), (-0.08, 0.45), (-0.35, 0.5)), fill=OUTLINE, width=max(1, w // 2))
         d.polygon(pts((0, -0.5), (0.4, -0.1), (0, 0.32), (-0.4, -0.1)), fill=col)

@@ -7,9 +7,9 @@ mean per-class recall (balanced accuracy), plus the confusion matrix.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,7 +52,7 @@ class ZeroShotClassifier:
 
     @classmethod
     def build(cls, loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str],
-              class_prompts: dict[str, Sequence[str]] | None = None) -> "ZeroShotClassifier":
+              class_prompts: dict[str, Sequence[str]] | None = None) -> ZeroShotClassifier:
         """``class_prompts`` gives some classes their own prompts instead of the templates."""
         classnames = validate_classes(classnames)
         templates = validate_templates(templates)
@@ -68,7 +68,7 @@ class ZeroShotClassifier:
     def logits(self, image_features: np.ndarray) -> np.ndarray:
         return self.logit_scale * (np.asarray(image_features, dtype=np.float32) @ self.weights)
 
-    def predict(self, image_features: np.ndarray, k: int = 5) -> "Predictions":
+    def predict(self, image_features: np.ndarray, k: int = 5) -> Predictions:
         logits = self.logits(image_features)
         probs = torch.softmax(torch.from_numpy(logits), dim=1).numpy()
         k = min(k, len(self.classnames))
@@ -114,7 +114,7 @@ def zeroshot_metrics(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, k: i
         "acc1": float((pred == y_true).mean()),
         f"acc{k}": float(in_topk.mean()),
         "mean_per_class_recall": _balanced_accuracy(y_true, pred),
-        "n_images": int(len(y_true)),
+        "n_images": len(y_true),
         "confusion_matrix": confusion_matrix(y_true, pred, labels=list(range(n_classes))).tolist(),
     }
 

@@ -78,7 +78,7 @@ def test_deterministic(tmp_path: Path) -> None:
     assert a.read_bytes() == b.read_bytes()
     assert (a.parent / "dataset.json").read_bytes() == (b.parent / "dataset.json").read_bytes()
     rows = _rows(a)
-    img = lambda d, r: (d.parent / r["image"]).read_bytes()  # noqa: E731
+    img = lambda d, r: (d.parent / r["image"]).read_bytes()
     assert all(img(a, r) == img(b, r) for r in rows)
     differing = sum(img(a, r) != img(c, r) for r in rows)
     assert differing == len(rows)

@@ -10,9 +10,9 @@ audit A's; B contributes its label set: classes, templates, flagged categories a
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -7,14 +7,14 @@ checked, so a typo is an error that names the key, never a silently ignored sett
 """
 from __future__ import annotations
 
-import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
-import yaml
 
+from ..configfile import check_keys, did_you_mean, parse_yaml, read_text
 from ..data import where_mask
 from ..errors import InputError
 from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, validate_templates
@@ -105,7 +105,7 @@ class AuditSpec:
                 sets += list(combinations(self.group_by, r))
         return sets
 
-    def with_overrides(self, **changes: Any) -> "AuditSpec":
+    def with_overrides(self, **changes: Any) -> AuditSpec:
         """A copy with some settings replaced (``None`` values are ignored); re-validated."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return validate_spec(replace(self, **changes)) if changes else self
@@ -130,8 +130,7 @@ class AuditSpec:
         for col, key in needs:
             if col not in cols:
                 shown = ", ".join(sorted(c for c in cols if c != "path"))
-                close = difflib.get_close_matches(col, list(cols), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(col, cols)
                 raise InputError(f"{key} column {col!r} is not in {source}{hint}; columns: {shown}")
 
 
@@ -144,9 +143,12 @@ def load_audit_spec(source: str | Path | AuditSpec | Sequence[str]) -> AuditSpec
         return validate_spec(AuditSpec(classes=tuple(ClassSpec(str(c)) for c in source)))
     path = Path(source).expanduser()
     if path.is_file():
-        text = _read_text(path)
+        text = read_text(path, "label set")
         if path.suffix.lower() in (".yaml", ".yml", ".json"):
-            return spec_from_dict(_parse_yaml(text, path), source=str(path))
+            data = parse_yaml(text, path)
+            if not isinstance(data, dict):
+                raise InputError(f"{path}: an audit file must be a mapping with at least 'classes'")
+            return spec_from_dict(data, source=str(path))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
         return validate_spec(AuditSpec(classes=tuple(ClassSpec(c) for c in lines), name=path.stem,
                                        source=str(path)))
@@ -156,31 +158,8 @@ def load_audit_spec(source: str | Path | AuditSpec | Sequence[str]) -> AuditSpec
     return validate_spec(AuditSpec(classes=tuple(ClassSpec(c) for c in names), source="command line"))
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except OSError as e:
-        raise InputError(f"{path}: cannot read: {e.strerror or e}") from None
-
-
-def _parse_yaml(text: str, path: Path) -> dict:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: an audit file must be a mapping with at least 'classes'")
-    return data
-
-
 def _check_keys(data: Mapping, allowed: Sequence[str], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InputError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(allowed)}")
+    check_keys(data, allowed, where)
 
 
 def _str_list(value: Any, what: str) -> tuple[str, ...]:
@@ -295,9 +274,7 @@ def validate_spec(spec: AuditSpec) -> AuditSpec:
     """Check the spec as a whole; raise InputError naming the first problem."""
     where = spec.source or "audit"
     names = validate_classes(spec.classnames)
-    if any(not c.prompts for c in spec.classes):
-        validate_templates(spec.templates)
-    elif spec.templates:
+    if any(not c.prompts for c in spec.classes) or spec.templates:
         validate_templates(spec.templates)
     index = set(names)
     seen: dict[str, str] = {}
@@ -308,8 +285,7 @@ def validate_spec(spec: AuditSpec) -> AuditSpec:
             raise InputError(f"{where}: flagged category {category!r} lists no classes")
         for c in classes:
             if c not in index:
-                close = difflib.get_close_matches(c, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(c, names)
                 raise InputError(f"{where}: flagged class {c!r} (category {category!r}) is not one of the "
                                  f"classes{hint}")
             if c in seen:

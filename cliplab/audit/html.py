@@ -12,7 +12,8 @@ import base64
 import html
 import io
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -108,7 +109,7 @@ def rate_figure(t: pd.DataFrame, title: str):
 
 
 # ------------------------------------------------------------------------------- sections
-def _section_groups(result: "AuditResult", figs: Figures) -> str:
+def _section_groups(result: AuditResult, figs: Figures) -> str:
     parts = ["<h2>Rates by group</h2><p class=\"muted\">Bars: share of each group's images; whiskers: 95% Wilson "
              f"intervals. Faded bars: groups under {result.spec.min_group_size} images (reported, not compared).</p>"]
     g = result.groups
@@ -124,7 +125,7 @@ def _section_groups(result: "AuditResult", figs: Figures) -> str:
     return "".join(parts)
 
 
-def _section_disparities(result: "AuditResult") -> str:
+def _section_disparities(result: AuditResult) -> str:
     d = result.disparities
     cols = [("attribute", "attribute", None), ("group", "group", None), ("reference", "reference", None),
             ("metric", "metric", None), ("category", "category", None), ("n", "n", None),
@@ -140,7 +141,7 @@ def _section_disparities(result: "AuditResult") -> str:
             + table_html(order, cols, lambda r: "flag" if r["flagged"] else "", limit=300))
 
 
-def _section_examples(result: "AuditResult", n: int) -> str:
+def _section_examples(result: AuditResult, n: int) -> str:
     if n <= 0:
         return ""
     ex = result.worst_examples(n)
@@ -171,7 +172,7 @@ def _thumbnail(path: str, size: int = 128) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _section_label_set(result: "AuditResult") -> str:
+def _section_label_set(result: AuditResult) -> str:
     spec = result.spec
     cat_of = {c: cat for cat, cls in spec.flagged.items() for c in cls}
     rows = "".join(f"<tr><td>{esc(c.name)}</td><td>{esc(cat_of.get(c.name, ''))}</td>"
@@ -199,7 +200,7 @@ def _describe_truth(truth) -> str:
     return f"format {truth.format}" + (f", recoded {dict(truth.values)}" if truth.values else "")
 
 
-def _section_data(result: "AuditResult") -> str:
+def _section_data(result: AuditResult) -> str:
     d = result.data
     missing = d.get("missing_attribute_values", {})
     truth = d.get("truth", {})
@@ -218,7 +219,7 @@ def _section_data(result: "AuditResult") -> str:
     return f"<h2>Data</h2><table>{rows}</table><h3>Skipped files</h3>{skip_table}"
 
 
-def _section_fairness(result: "AuditResult") -> str:
+def _section_fairness(result: AuditResult) -> str:
     f = result.fairness
     if f.empty:
         return ""
@@ -230,7 +231,7 @@ def _section_fairness(result: "AuditResult") -> str:
             "definitions).</p>" + table_html(f, cols))
 
 
-def _section_retrieval(result: "AuditResult") -> str:
+def _section_retrieval(result: AuditResult) -> str:
     r = result.retrieval
     if r.empty:
         return ""
@@ -242,7 +243,7 @@ def _section_retrieval(result: "AuditResult") -> str:
             "the audited images' proportions; 0 is representative.</p>" + table_html(r, cols))
 
 
-def _section_comparison(comp: "AuditComparison | None", figs: Figures) -> str:
+def _section_comparison(comp: AuditComparison | None, figs: Figures) -> str:
     if comp is None:
         return ""
     import plotly.graph_objects as go
@@ -270,7 +271,7 @@ def _section_comparison(comp: "AuditComparison | None", figs: Figures) -> str:
     return "".join(parts)
 
 
-def render_html(result: "AuditResult", comparison: "AuditComparison | None" = None, thumbnails: int = 12) -> str:
+def render_html(result: AuditResult, comparison: AuditComparison | None = None, thumbnails: int = 12) -> str:
     """The whole report as one HTML string."""
     from plotly.offline import get_plotlyjs
 

@@ -46,7 +46,7 @@ def _clean(v: Any) -> Any:
     return v
 
 
-def metrics_document(result: "AuditResult", comparison: "AuditComparison | None" = None) -> dict[str, Any]:
+def metrics_document(result: AuditResult, comparison: AuditComparison | None = None) -> dict[str, Any]:
     """The metrics.json document of an audit (and of a label-set comparison, when given)."""
     spec = result.spec
     doc = {
@@ -62,7 +62,7 @@ def metrics_document(result: "AuditResult", comparison: "AuditComparison | None"
                      "difference_interval": "parametric bootstrap percentile, 95%",
                      "implicit_comparisons": int(result.disparities.attrs.get("n_extra", 0))},
         "data": _clean(result.data) | {"n_skipped": len(result.skipped)},
-        "n_disparities": int(len(result.disparities)),
+        "n_disparities": len(result.disparities),
         "n_flagged": int(result.disparities["flagged"].sum()) if len(result.disparities) else 0,
         "overall": records_for_json(result.overall()),
         "groups": records_for_json(result.groups),
@@ -76,7 +76,7 @@ def metrics_document(result: "AuditResult", comparison: "AuditComparison | None"
     return doc
 
 
-def write_report(result: "AuditResult", out: str | Path, comparison: "AuditComparison | None" = None,
+def write_report(result: AuditResult, out: str | Path, comparison: AuditComparison | None = None,
                  thumbnails: int = 12, predictions_format: str = "parquet") -> Path:
     """Write every output of an audit into ``out``; returns the path of report.html."""
     from .html import render_html
@@ -102,11 +102,11 @@ def pct(x: float) -> str:
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([line(header), *(line(r) for r in rows)])
 
 
-def summary_text(result: "AuditResult", max_rows: int = 10) -> str:
+def summary_text(result: AuditResult, max_rows: int = 10) -> str:
     """Overall rates, then the flagged disparities (largest first), as plain text."""
     spec, d = result.spec, result.data
     lines = [f"audit {spec.name!r}: {result.model.get('identity', '')} on {d.get('n_audited', 0)} images "
@@ -141,7 +141,7 @@ def _metric_name(r) -> str:
     return f"{top} {r['category']}"
 
 
-def comparison_text(comp: "AuditComparison", max_rows: int = 10) -> str:
+def comparison_text(comp: AuditComparison, max_rows: int = 10) -> str:
     """The largest significant per-group changes from label set A to B, as plain text."""
     t = comp.changes
     sig = t[t["significant"].astype(bool)]

@@ -63,7 +63,7 @@ def retrieval_bias(features: np.ndarray, records: pd.DataFrame, queries: dict[st
             ranked = vals[top_k_indices(sims[have], k)]
             skew = skew_at_k(ranked, desired, k)
             shares = pd.Series(ranked).value_counts(normalize=True).reindex(desired.index, fill_value=0.0)
-            rows.append({"query": text, "attribute": attr, "k": int(len(ranked)),
+            rows.append({"query": text, "attribute": attr, "k": len(ranked),
                          "max_skew": float(skew.max()), "max_skew_group": str(skew.idxmax()),
                          "min_skew": float(skew.min()), "min_skew_group": str(skew.idxmin()),
                          "ndkl": ndkl(ranked, desired, k),

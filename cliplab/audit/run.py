@@ -6,9 +6,9 @@ label set re-encodes only its texts; the image embeddings come from the cache.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

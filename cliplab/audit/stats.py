@@ -85,7 +85,7 @@ def fisher_exact(x1, n1, x0, n0) -> np.ndarray:
     Ms, Ks, Ns = np.where(degenerate, 2, M), np.where(degenerate, 1, K), np.where(degenerate, 1, N)
     lo_s, hi_s = np.maximum(0, Ns - (Ms - Ks)), np.minimum(Ns, Ks)
     mode = ((Ns + 1) * (Ks + 1)) // (Ms + 2)
-    lp = lambda x: hypergeom.logpmf(x, Ms, Ks, Ns)  # noqa: E731
+    lp = lambda x: hypergeom.logpmf(x, Ms, Ks, Ns)
     x = np.where(degenerate, 0, x1)
     thr = lp(x) + np.log1p(REL_TOL)
     at_mode = lp(mode) <= thr

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainConfig", "TrainResult", "load_train_config", "parse_overrides", "train"]
 
 
-def train(config: TrainConfig) -> "TrainResult":
+def train(config: TrainConfig) -> TrainResult:
     """Train as ``config`` says (see cliplab.train.loop.train)."""
     from .loop import train as _train
 

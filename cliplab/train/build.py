@@ -5,10 +5,10 @@ Kept apart from the loop so that loop.py reads top to bottom as the training pro
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import open_clip
 import torch

@@ -6,12 +6,12 @@ RUN/config.yaml records, so a run can always be reproduced from its own folder.
 """
 from __future__ import annotations
 
-import difflib
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ..configfile import did_you_mean, read_yaml_mapping
 from ..errors import InputError
 
 PRECISIONS = ("fp32", "amp", "amp_bf16")
@@ -30,7 +30,8 @@ class TrainConfig:
     caption_column: str = ""  # default: auto-detect (caption, text, title, captions, txt)
     split_column: str = "split"  # when present in the manifest: train on "train", evaluate on "test"/"val"
     label_column: str = "label"  # class labels of the evaluation set, for zero-shot accuracy
-    zeroshot_templates: list[str] = field(default_factory=list)  # default: dataset.json "template" or "a photo of a {}."
+    # default: dataset.json "template" or "a photo of a {}."
+    zeroshot_templates: list[str] = field(default_factory=list)
     train_num_samples: int = 0  # webdataset only: samples per epoch (required there)
     cache: str = "auto"  # auto|ram|none: decode every image once into a uint8 tensor in RAM
     cache_max_gb: float = 4.0  # "auto" caches when the decoded data set fits in this
@@ -151,9 +152,7 @@ def _check_ranges(c: TrainConfig) -> None:
 
 def unknown_key_error(key: str) -> InputError:
     valid = [f.name for f in fields(TrainConfig)]
-    close = difflib.get_close_matches(key, valid, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return InputError(f"unknown config key {key!r}{hint}; valid keys: {', '.join(valid)}")
+    return InputError(f"unknown config key {key!r}{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}")
 
 
 def make_config(values: dict[str, Any]) -> TrainConfig:
@@ -170,25 +169,9 @@ def make_config(values: dict[str, Any]) -> TrainConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The mapping in a YAML config file, with clear errors for a missing or malformed file."""
-    import yaml
-
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"config file {p} not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"cannot read config file {p}: {e}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InputError(f"config file {p} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise InputError(f"config file {p} must hold a mapping of key: value, got a {type(data).__name__}")
-    return {str(k): v for k, v in data.items()}
+    """The mapping in a YAML config file, with clear errors for a missing, malformed or
+    duplicate-key file."""
+    return read_yaml_mapping(path, "config file")
 
 
 def load_train_config(path: str | Path | None, overrides: dict[str, str] | None = None) -> TrainConfig:

@@ -36,7 +36,7 @@ class PairSet:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def head(self, n: int) -> "PairSet":
+    def head(self, n: int) -> PairSet:
         labels = self.labels[:n] if self.labels is not None else None
         return PairSet(self.paths[:n], self.captions[:n], self.source, labels, self.skipped,
                        self.templates, self.classes)

@@ -8,9 +8,9 @@ captions differ and the meaningful one when many images share a caption.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

@@ -13,15 +13,15 @@ from global state, so the batches of a resumed run are bit-identical to an unint
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data import Skip, load_image, ImageError
+from ..data import ImageError, Skip, load_image
 from .data import epoch_order, global_batch, mix_seed, rank_slice
 from .distributed import DistInfo
 
@@ -193,6 +193,7 @@ class WdsBatches:
     def __init__(self, urls: str, transform: Callable, tokenizer: Callable, batch_size: int,
                  num_samples: int, dist: DistInfo, seed: int, workers: int):
         import webdataset as wds
+
         from ..errors import InputError
 
         self.shards = [u for part in urls.split("::") for u in wds.shardlists.expand_urls(part)]

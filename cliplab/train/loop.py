@@ -13,10 +13,11 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
@@ -25,11 +26,30 @@ from torch.nn.parallel import DistributedDataParallel
 from ..atomic import prepare_out_dir, write_table, write_text
 from ..errors import InputError, ModelError, OutputError
 from ..models import LoadedModel
-from .build import (LOGIT_SCALE_MAX, ContrastiveModel, TrainData, autocast_factory, build_eval_data, build_loss,
-                    build_model, build_optimizer, build_scaler, build_schedule, build_train_data,
-                    exported_model_cfg)
-from .checkpoint import (check_architecture, export_final, list_checkpoints, load_checkpoint, resolve_resume,
-                         rng_state, save_checkpoint, set_rng_state)
+from .build import (
+    LOGIT_SCALE_MAX,
+    ContrastiveModel,
+    TrainData,
+    autocast_factory,
+    build_eval_data,
+    build_loss,
+    build_model,
+    build_optimizer,
+    build_scaler,
+    build_schedule,
+    build_train_data,
+    exported_model_cfg,
+)
+from .checkpoint import (
+    check_architecture,
+    export_final,
+    list_checkpoints,
+    load_checkpoint,
+    resolve_resume,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import TrainConfig, config_yaml
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .evaluate import EvalSet, evaluate

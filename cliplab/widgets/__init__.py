@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PromptLab", "EmbeddingExplorer", "AuditDashboard"]
+__all__ = ["AuditDashboard", "EmbeddingExplorer", "PromptLab"]
 
 _WHERE = {"PromptLab": ".prompt_lab", "EmbeddingExplorer": ".explorer", "AuditDashboard": ".audit_dashboard"}
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 import pandas as pd
 
 THUMB_PX = 96
-_CACHE: "OrderedDict[tuple[str, int], str]" = OrderedDict()
+_CACHE: OrderedDict[tuple[str, int], str] = OrderedDict()
 _CACHE_MAX = 512
 TABLE_STYLE = ("<style>.cliplab-table{border-collapse:collapse;margin:4px 0}.cliplab-table th,.cliplab-table td"
                "{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}"

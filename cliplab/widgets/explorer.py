@@ -8,8 +8,8 @@ images (thumbnails + metadata) under the map; a text query is placed in the same
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import ipywidgets as W
 import numpy as np

@@ -8,7 +8,7 @@ The two plotly ``FigureWidget``s are updated in place, never replaced.
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
 import numpy as np

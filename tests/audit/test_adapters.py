@@ -7,8 +7,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cliplab.audit.adapters import (NO_IMAGE, NO_METADATA, age_band, load_audit_images, parse_utkface_name,
-                                    read_celeba_attributes)
+from cliplab.audit.adapters import (
+    NO_IMAGE,
+    NO_METADATA,
+    age_band,
+    load_audit_images,
+    parse_utkface_name,
+    read_celeba_attributes,
+)
 from cliplab.errors import InputError
 
 

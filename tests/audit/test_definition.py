@@ -6,8 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cliplab.audit.definition import (AuditSpec, ClassSpec, TruthSpec, load_audit_spec, select_rows,
-                                      spec_from_dict, true_classes)
+from cliplab.audit.definition import (
+    AuditSpec,
+    ClassSpec,
+    TruthSpec,
+    load_audit_spec,
+    select_rows,
+    spec_from_dict,
+    true_classes,
+)
 from cliplab.errors import InputError
 
 AUDITS = Path(__file__).resolve().parents[2] / "audits"

@@ -22,7 +22,7 @@ def test_skew_at_k_by_hand():
 
 
 def test_ndkl_by_hand():
-    kl = lambda p: sum(x * math.log(x / 0.5) for x in p if x > 0)  # noqa: E731
+    kl = lambda p: sum(x * math.log(x / 0.5) for x in p if x > 0)
     dists = [(1, 0), (1, 0), (2 / 3, 1 / 3), (3 / 4, 1 / 4)]
     w = [1 / math.log2(i + 1) for i in range(1, 5)]
     expected = sum(wi * kl(d) for wi, d in zip(w, dists)) / sum(w)

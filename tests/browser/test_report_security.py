@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from chromium import ARTIFACTS, launch, require_browser
 import yaml
-
+from chromium import ARTIFACTS, launch, require_browser
 
 # label set
 CLS_SCRIPT = "<script>window.__xss=1</script>"

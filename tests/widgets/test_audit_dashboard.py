@@ -9,10 +9,10 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")
 
-from cliplab.audit import audit_features, load_audit_spec, run_audit  # noqa: E402
-from cliplab.embed import embed_images  # noqa: E402
-from cliplab.widgets import AuditDashboard  # noqa: E402
-from cliplab.zeroshot import ZeroShotClassifier  # noqa: E402
+from cliplab.audit import audit_features, load_audit_spec, run_audit
+from cliplab.embed import embed_images
+from cliplab.widgets import AuditDashboard
+from cliplab.zeroshot import ZeroShotClassifier
 
 SPEC = Path(__file__).resolve().parents[2] / "audits" / "synthetic.yaml"
 

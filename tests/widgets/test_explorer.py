@@ -9,9 +9,9 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")
 
-from cliplab.embed import ImageEmbeddings, embed_images  # noqa: E402
-from cliplab.errors import InputError  # noqa: E402
-from cliplab.widgets import EmbeddingExplorer  # noqa: E402
+from cliplab.embed import ImageEmbeddings, embed_images
+from cliplab.errors import InputError
+from cliplab.widgets import EmbeddingExplorer
 
 CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
 

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")  # plotly's FigureWidget needs it
 
-from cliplab.embed import embed_images  # noqa: E402
-from cliplab.widgets import PromptLab  # noqa: E402
-from cliplab.widgets.prompt_lab import parse_classes  # noqa: E402
+from cliplab.embed import embed_images
+from cliplab.widgets import PromptLab
+from cliplab.widgets.prompt_lab import parse_classes
 
 CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
 
