@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,7 +69,7 @@ def content_key(arrays: Sequence[np.ndarray], settings: dict) -> str:
     for a in arrays:
         a = np.ascontiguousarray(a)
         h.update(f"{a.shape}{a.dtype}".encode())
-        h.update(memoryview(a).cast("B") if a.size else b"")
+        h.update(a.tobytes() if a.size else b"")
     return h.hexdigest()[:32]
 
 
@@ -158,7 +159,7 @@ def _umap(x: np.ndarray, k: int, seed: int, pca_dims: int, kwargs: dict) -> np.n
 
     if pca_dims and x.shape[1] > pca_dims and len(x) > pca_dims:
         x = _pca(x, pca_dims)[0]
-    params = {"n_neighbors": min(15, len(x) - 1), "metric": "cosine", "min_dist": 0.1, "init": "pca"}
+    params: dict[str, Any] = {"n_neighbors": min(15, len(x) - 1), "metric": "cosine", "min_dist": 0.1, "init": "pca"}
     params.update(kwargs)
     if params["metric"] == "cosine" and len(x) <= EXACT_KNN_MAX and "precomputed_knn" not in params:
         params["precomputed_knn"] = exact_knn(x, params["n_neighbors"])
@@ -189,7 +190,7 @@ def _enable_numba_cache() -> None:
         for name in ("umap.umap_", "umap.layouts", "umap.utils", "umap.spectral", "umap.distances",
                      "umap.sparse"):
             for v in vars(importlib.import_module(name)).values():
-                if isinstance(v, CPUDispatcher) and type(v._cache).__name__ == "NullCache":
+                if isinstance(v, CPUDispatcher) and type(getattr(v, "_cache", None)).__name__ == "NullCache":
                     v.enable_caching()
     except Exception:  # an optimisation only: any change in numba's internals just means no cache
         pass
@@ -307,14 +308,14 @@ def class_centroid_similarity(features: np.ndarray, labels: Sequence, classes: S
                               ) -> pd.DataFrame:
     """Cosine similarity between the normalised centroids of each class's normalised embeddings."""
     x = _normalise(_as_matrix(features, "features"))
-    labels = np.asarray([str(v) for v in labels])
-    if len(labels) != len(x):
-        raise InputError(f"{len(labels)} labels for {len(x)} embeddings")
-    classes = [str(c) for c in (classes if classes is not None else sorted(set(labels)))]
-    empty = [c for c in classes if not (labels == c).any()]
+    names = np.asarray([str(v) for v in labels])
+    if len(names) != len(x):
+        raise InputError(f"{len(names)} labels for {len(x)} embeddings")
+    classes = [str(c) for c in (classes if classes is not None else sorted(set(names)))]
+    empty = [c for c in classes if not (names == c).any()]
     if empty:
         raise InputError(f"class {empty[0]!r} has no embeddings")
-    cents = _normalise(np.stack([x[labels == c].mean(axis=0) for c in classes]))
+    cents = _normalise(np.stack([x[names == c].mean(axis=0) for c in classes]))
     return pd.DataFrame(cents @ cents.T, index=classes, columns=classes)
 
 
