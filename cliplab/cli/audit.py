@@ -16,7 +16,9 @@ from .common import (
     add_model_args,
     add_out_arg,
     add_where_arg,
+    check_model_args,
     embed_kwargs,
+    load_model_from_args,
     report_input_notes,
     report_skips,
 )
@@ -105,16 +107,24 @@ def spec_from_args(args: argparse.Namespace, labels: str) -> AuditSpec:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code."""
-    from ..audit import compare_label_sets, load_audit_images, run_audit
-    from ..models import load_model
+    """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code.
+
+    Everything that can be checked without the model is checked before torch is imported.
+    """
+    from ..audit import load_audit_images
+    from ..data import check_where
 
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
+    check_model_args(args)
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
     images = load_audit_images(args.images, args.metadata, args.format, args.image_column)
-    loaded = load_model(args.model, args.pretrained, args.device)
+    spec.check_columns(images.images.records.columns, images.images.source)
+    check_where(images.images.records, spec.where, images.images.source)
+    from ..audit import compare_label_sets, run_audit
+
+    loaded = load_model_from_args(args)
     written = dict(thumbnails=args.thumbnails, predictions_format=args.predictions_format)
     if spec_b is None:
         result = run_audit(loaded, images, spec, **embed_kwargs(args))

@@ -8,7 +8,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..data import ImageSet
+    from ..models import LoadedModel
 
 WHERE_METAVAR = "COLUMN=VALUE[,VALUE]"
 
@@ -18,9 +22,37 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32, cliplab-tiny), hf-hub:ID or local-dir:PATH;"
                    " optional when --pretrained is a cliplab run directory")
-    g.add_argument("--pretrained", help="open_clip pretrained tag, checkpoint file, or run directory; "
-                   "omitted: random initialisation")
+    weights = g.add_mutually_exclusive_group()
+    weights.add_argument("--pretrained", help="open_clip pretrained tag (`cliplab models --all`), checkpoint file, "
+                         "or run directory written by `cliplab train`")
+    weights.add_argument("--random-init", action="store_true", help="run on randomly initialised weights on purpose "
+                         "(a baseline); without it, a command that measures a model refuses to run on them")
     g.add_argument("--device", help="cuda, cuda:N or cpu (default: cuda when available)")
+
+
+def check_model_args(args: argparse.Namespace, measures: bool = True) -> None:
+    """Fail before torch is imported: an unknown architecture or tag, a --pretrained that names
+    nothing, and (for a command that ``measures`` the model) weights that would be random."""
+    from ..errors import ModelError
+    from ..registry import check_model_source, is_random_init
+
+    check_model_source(args.model, args.pretrained)
+    if measures and is_random_init(args.model, args.pretrained) and not args.random_init:
+        raise ModelError(f"no weights given: --model {args.model} without --pretrained is a randomly initialised "
+                         "model, whose results mean nothing; pass --pretrained TAG|CHECKPOINT|RUN_DIRECTORY, or "
+                         "--random-init to run on random weights on purpose")
+
+
+def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
+    """cliplab.load_model with the model options; says so first when the weights are random (on
+    stdout, above the results: stderr keeps its one line per error)."""
+    from ..models import load_model
+
+    loaded = load_model(args.model, args.pretrained, args.device)
+    if loaded.random_init:
+        print(f"warning: RANDOM WEIGHTS: {loaded.identity} is an untrained, randomly initialised model "
+              "(--random-init); its results say nothing about any trained model", flush=True)
+    return loaded
 
 
 def add_image_args(p: argparse.ArgumentParser) -> None:
@@ -45,6 +77,16 @@ def add_where_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
 
 def add_out_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
     p.add_argument("--out", required=True, help=f"output folder: {what}")
+
+
+def read_selected_images(args: argparse.Namespace) -> ImageSet:
+    """--images, --image-column and --where, checked (a --where typo names the column's values)."""
+    from ..data import check_where, parse_where, read_images, select
+
+    images = read_images(args.images, args.image_column)
+    where = parse_where(args.where)
+    check_where(images.records, where, images.source)
+    return select(images, where)
 
 
 def embed_kwargs(args: argparse.Namespace) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from .common import (
     add_model_args,
     add_out_arg,
     add_where_arg,
+    check_model_args,
     embed_kwargs,
+    load_model_from_args,
+    read_selected_images,
     report_input_notes,
     report_skips,
 )
@@ -37,35 +40,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from ..data import parse_where, read_images, select
-    from ..embed import embed_images, write_embeddings
-    from ..models import load_model
+    check_model_args(args, measures=False)  # embeddings of a random model are a baseline, not a measurement
+    images = read_selected_images(args)
+    from ..embed import embed_images
 
-    loaded = load_model(args.model, args.pretrained, args.device)
-    images = select(read_images(args.images, args.image_column), parse_where(args.where))
+    loaded = load_model_from_args(args)
     result = embed_images(loaded, images, dtype=args.dtype, **embed_kwargs(args))
-    out = write_embeddings(result, args.out)
+    out = result.write(args.out)
     report_input_notes(images.n_duplicates)
     report_skips(result.skipped, out)
-    print(f"embedded {len(result)} images ({result.n_cached} from cache, {result.n_encoded} encoded, "
-          f"{len(result.skipped)} skipped) with {loaded.identity} -> {out}")
+    print(f"{result.summary()} -> {out}")
     return 0
 
 
 def cmd_zeroshot(args: argparse.Namespace) -> int:
-    from ..data import parse_where, read_images, select
-    from ..models import load_model
-    from ..zeroshot import run_zeroshot, write_zeroshot
+    from ..prompts import load_classes, load_templates
 
-    loaded = load_model(args.model, args.pretrained, args.device)
-    images = select(read_images(args.images, args.image_column), parse_where(args.where))
-    result = run_zeroshot(loaded, images, args.classes, args.templates, label_column=args.label_column,
-                          **embed_kwargs(args))
-    out = write_zeroshot(result, args.out)
+    check_model_args(args)
+    images = read_selected_images(args)
+    classes, templates = load_classes(args.classes), load_templates(args.templates)
+    from ..zeroshot import run_zeroshot
+
+    loaded = load_model_from_args(args)
+    result = run_zeroshot(loaded, images, classes, templates, label_column=args.label_column, **embed_kwargs(args))
+    out = result.write(args.out)
     report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"])
     report_skips(result.embeddings.skipped, out)
-    m = result.metrics
-    print(f"zero-shot on {m['n_images']} images, {len(m['classes'])} classes, {len(m['templates'])} template(s): "
-          f"acc1 {m['acc1']:.3f}  acc5 {m['acc5']:.3f}  mean per-class recall {m['mean_per_class_recall']:.3f}")
+    print(result.summary())
     print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
     return 0

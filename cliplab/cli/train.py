@@ -70,9 +70,24 @@ def _yaml_str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def check_sources(config: TrainConfig) -> None:
+    """Fail before torch is imported: data that is not there, a model or weights that name nothing."""
+    from ..errors import InputError
+    from ..registry import check_model_source
+    from ..train.data import is_webdataset
+
+    for key in ("data", "val_data"):
+        value = getattr(config, key)
+        if value and not is_webdataset(value) and not Path(value).expanduser().exists():
+            raise InputError(f"{key} {value}: no such file or folder")
+    check_model_source(config.model, config.pretrained or None)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_sources(config)
     from ..train import train
 
-    result = train(config_from_args(args))
+    result = train(config)
     print(f"trained model in {result.run_dir}")
     return 0
