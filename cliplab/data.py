@@ -222,3 +222,21 @@ def select(images: ImageSet, where: Mapping[str, Sequence[str]]) -> ImageSet:
     if kept.empty:
         raise InputError(f"--where {dict(where)} selects none of the {len(images)} images in {images.source}")
     return ImageSet(kept, images.source, images.skipped, int(kept["path"].duplicated().sum()))
+
+
+def check_where(records: pd.DataFrame, where: Mapping[str, Sequence[str]], source: str) -> None:
+    """Raise InputError for a ``where`` column that ``records`` lacks or a value no row holds,
+    naming the column's values and the closest one: a typo is an error, not a smaller selection."""
+    from .configfile import did_you_mean
+
+    for column, allowed in where.items():
+        if column not in records.columns:
+            cols = [str(c) for c in records.columns if c != "path"]
+            raise InputError(f"where column {column!r} is not in {source}{did_you_mean(column, cols)}; "
+                             f"columns: {', '.join(cols)}")
+        present = sorted(set(records[column].dropna().astype("string")))
+        for value in allowed:
+            if value not in present:
+                shown = ", ".join(present[:20]) + (f" ... ({len(present)} values)" if len(present) > 20 else "")
+                raise InputError(f"where {column}={value}: no image in {source} has {column} {value!r}"
+                                 f"{did_you_mean(value, present)}; values: {shown or '(none)'}")

@@ -44,6 +44,15 @@ class ImageEmbeddings:
     def __len__(self) -> int:
         return len(self.features)
 
+    def write(self, out: str | Path) -> Path:
+        """embeddings.npy, records.csv, skipped.csv and embed.json in ``out`` (see :func:`write_embeddings`)."""
+        return write_embeddings(self, out)
+
+    def summary(self) -> str:
+        """One line: how many images, from the cache or encoded, skipped, with which model."""
+        return (f"embedded {len(self)} images ({self.n_cached} from cache, {self.n_encoded} encoded, "
+                f"{len(self.skipped)} skipped) with {self.model_identity or 'an unnamed model'}")
+
 
 # ------------------------------------------------------------------------------ the cache
 class EmbeddingCache:

@@ -15,7 +15,7 @@ import os
 import pickle
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,8 @@ import torch
 from open_clip.transform import PreprocessCfg
 
 from .errors import ModelError
+from .registry import CONFIG_DIR, tiny_model_names
 
-CONFIG_DIR = Path(__file__).parent / "model_configs"
 RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (open_clip local-dir layout)
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
@@ -47,6 +47,7 @@ class LoadedModel:
     preprocess_train: Callable | None = None
     text_cache: dict[str, Any] = field(default_factory=dict, repr=False)  # text -> embedding (embed_texts)
     truncated_texts: set[str] = field(default_factory=set, repr=False)  # texts cut to the context length
+    random_init: bool = False  # randomly initialised weights (no pretrained given): results mean nothing
 
     @property
     def preprocess_key(self) -> str:
@@ -64,10 +65,6 @@ def select_device(device: str | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
     return dev
-
-
-def tiny_model_names() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
 def file_digest(path: str | Path) -> str:
@@ -106,7 +103,7 @@ def load_model(
                          "`cliplab models` lists all")
     if not pretrained:
         torch.manual_seed(seed)
-        return _create(model, None, dev, identity=f"{model}@random-seed{seed}", name=model)
+        return replace(_create(model, None, dev, identity=f"{model}@random-seed{seed}", name=model), random_init=True)
     path = Path(pretrained).expanduser()
     if path.is_file():
         return _create(model, str(path), dev, identity=f"{model}@{file_digest(path)}", name=model)

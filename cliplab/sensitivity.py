@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -39,6 +40,44 @@ class SensitivityResult:
     classnames: dict[str, str] = field(default_factory=dict)  # label -> name used in the prompts
     templates: list[str] = field(default_factory=list)
     flagged: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.summary = SensitivitySummary(self.summary)
+
+    def write(self, out: str | Path) -> Path:
+        """The tables as CSV files and summary.json (summary, warnings, templates, classes) in ``out``."""
+        return write_sensitivity(self, out)
+
+
+class SensitivitySummary(dict):
+    """``result.summary``: the summary dict (``result.summary["acc1"]["spread"]``); calling it,
+    ``result.summary()``, gives the same as text, like every other result's ``summary()``."""
+
+    def __call__(self) -> str:
+        lines = [f"prompt sensitivity of {self['n_templates']} template(s) on {self['n_images']} images:"]
+        for metric in ("acc1", "mean_per_class_recall"):
+            m = self[metric]
+            lines.append(f"  {metric}: best {m['best']:.3f} ({m['best_template']!r}), worst {m['worst']:.3f} "
+                         f"({m['worst_template']!r}), spread {m['spread']:.3f}, ensemble {m['ensemble']:.3f} "
+                         f"({m['ensemble_gain_over_best']:+.3f} over the best)")
+        return "\n".join(lines)
+
+
+def write_sensitivity(result: SensitivityResult, out: str | Path) -> Path:
+    """per_template.csv, per_class.csv, class_extremes.csv (and per_group.csv, group_gaps.csv with
+    groups) and summary.json in ``out``, each written atomically."""
+    from .atomic import prepare_out_dir, write_json, write_table
+
+    folder = prepare_out_dir(out)
+    tables = {"per_template": result.per_template, "per_class": result.per_class.reset_index(),
+              "class_extremes": result.class_extremes, "per_group": result.per_group, "group_gaps": result.group_gaps}
+    for name, table in tables.items():
+        if table is not None:
+            write_table(folder / f"{name}.csv", table)
+    write_json(folder / "summary.json", {"summary": dict(result.summary), "warnings": result.warnings,
+                                         "templates": result.templates, "classnames": result.classnames,
+                                         "flagged": result.flagged})
+    return folder
 
 
 def normalise_classnames(classnames: Sequence[str] | Mapping[str, str]) -> dict[str, str]:

@@ -132,6 +132,27 @@ class ZeroShotResult:
     classifier: ZeroShotClassifier
     embeddings: ImageEmbeddings
 
+    def write(self, out: str | Path) -> Path:
+        """metrics.json, predictions.csv and skipped.csv in ``out`` (see :func:`write_zeroshot`)."""
+        return write_zeroshot(self, out)
+
+    def summary(self) -> str:
+        """The metrics in one line, then a warning when accuracy is not above chance (1 / classes)."""
+        from scipy.stats import binomtest
+
+        m = self.metrics
+        random = " (RANDOM WEIGHTS)" if m.get("random_init") else ""
+        lines = [f"zero-shot of {m['model']}{random} on {m['n_images']} images, {len(m['classes'])} classes, "
+                 f"{len(m['templates'])} template(s): acc1 {m['acc1']:.3f}  acc5 {m['acc5']:.3f}  "
+                 f"mean per-class recall {m['mean_per_class_recall']:.3f}"]
+        n, chance = m["n_images"], 1 / len(m["classes"])
+        p = binomtest(round(m["acc1"] * n), n, chance, alternative="greater").pvalue if n else 1.0
+        if p >= 0.05:
+            lines.append(f"warning: accuracy {m['acc1']:.1%} is not above chance ({chance:.1%} for "
+                         f"{len(m['classes'])} classes; one-sided binomial p = {p:.2g}): check the weights, "
+                         "the class names and the label column")
+        return "\n".join(lines)
+
 
 def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Sequence[str] | str,
                  templates: Sequence[str] | str | None = None, label_column: str = "label",
@@ -148,7 +169,7 @@ def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Se
     has_label = labels.notna().to_numpy()
     pred = clf.predict(emb.features)
     y = labels_to_indices(labels[has_label].astype(str).tolist(), clf.classnames)
-    metrics = zeroshot_metrics(pred.logits[has_label], y)
+    metrics = {"random_init": loaded.random_init} | zeroshot_metrics(pred.logits[has_label], y)
     prompts = {fill(t, c) for t in clf.templates for c in clf.classnames}
     metrics.update(n_skipped=len(emb.skipped), n_unlabelled=int((~has_label).sum()), n_cached=emb.n_cached,
                    n_duplicate_rows=images.n_duplicates,

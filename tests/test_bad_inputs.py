@@ -70,7 +70,7 @@ def _args(case: dict, command: str, corpus: Path, work: Path) -> list[str]:
         table.to_csv(images, index=False)
     elif kind == "man":
         images = path
-    model = ["--model", "cliplab-tiny"] + (["--pretrained", str(path)] if kind == "ckpt" else [])
+    model = ["--model", "cliplab-tiny", *(["--pretrained", str(path)] if kind == "ckpt" else ["--random-init"])]
     common = ["--images", str(images), "--cache-dir", str(work / "cache"), "--out", str(work / "out"), "--quiet"]
     if command == "embed":
         return ["embed", *model, *common]

@@ -118,6 +118,9 @@ def test_offline_fails_fast_and_clearly(args, monkeypatch, tmp_path):
 def test_offline_cli_exit_code_and_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "one.png")  # the images are checked before the model is loaded
     code = main(["embed", "--model", "ViT-B-32", "--pretrained", "openai", "--images", str(tmp_path),
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err

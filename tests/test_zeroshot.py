@@ -63,7 +63,7 @@ def test_run_zeroshot_end_to_end(tiny, synth_data, tmp_path):
 
 def test_cli_writes_metrics_and_predictions(synth_data, tmp_path, capsys):
     out = tmp_path / "zs"
-    code = main(["zeroshot", "--model", "cliplab-tiny", "--device", "cpu", "--images", str(synth_data),
+    code = main(["zeroshot", "--model", "cliplab-tiny", "--random-init", "--device", "cpu", "--images", str(synth_data),
                  "--classes", ",".join(CLASSES), "--templates", "a photo of a person holding a {}.",
                  "--cache-dir", str(tmp_path / "c"), "--out", str(out), "--quiet"])
     assert code == 0
@@ -72,6 +72,6 @@ def test_cli_writes_metrics_and_predictions(synth_data, tmp_path, capsys):
     preds = pd.read_csv(out / "predictions.csv")
     assert len(preds) == m["n_images"] == 192
     assert "acc1" in capsys.readouterr().out
-    code = main(["zeroshot", "--model", "cliplab-tiny", "--images", str(synth_data), "--classes", "cat",
-                 "--out", str(out)])
+    code = main(["zeroshot", "--model", "cliplab-tiny", "--random-init", "--images", str(synth_data),
+                 "--classes", "cat", "--out", str(out)])
     assert code == EXIT_INPUT and "at least 2 classes" in capsys.readouterr().err

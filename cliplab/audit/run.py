@@ -75,7 +75,8 @@ def audit_loaded(loaded, features: np.ndarray, records: pd.DataFrame, spec: Audi
     clf = ZeroShotClassifier.build(loaded, spec.classnames, spec.templates, spec.class_prompts)
     queries = dict(zip(spec.retrieval_queries, embed_texts(loaded, list(spec.retrieval_queries)))) \
         if spec.retrieval_queries else {}
-    model = {"identity": loaded.identity, "name": loaded.name, "logit_scale": clf.logit_scale}
+    model = {"identity": loaded.identity, "name": loaded.name, "logit_scale": clf.logit_scale,
+             "random_init": bool(getattr(loaded, "random_init", False))}
     return audit_features(features, records, spec, clf.weights, clf.logit_scale, queries=queries, model=model,
                           data=data, skipped=skipped)
 

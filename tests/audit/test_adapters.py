@@ -118,6 +118,7 @@ def test_bad_format_and_unmatched_metadata(tmp_path):
 
 
 def test_cli_format_choices_match_the_adapters():
-    from cliplab.audit import adapters, cli_args
+    from cliplab.audit import adapters
+    from cliplab.cli import audit as audit_command
 
-    assert cli_args.FORMATS == adapters.FORMATS
+    assert audit_command.FORMATS == adapters.FORMATS

@@ -13,8 +13,8 @@ from .conftest import AUDITS
 @pytest.fixture(scope="module")
 def common(synth_small, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    return ["--model", "cliplab-tiny", "--images", str(synth_small), "--cache-dir", str(cache), "--quiet",
-            "--n-boot", "200", "--thumbnails", "3"]
+    return ["--model", "cliplab-tiny", "--random-init", "--images", str(synth_small), "--cache-dir", str(cache),
+            "--quiet", "--n-boot", "200", "--thumbnails", "3"]
 
 
 def test_audit_synthetic_yaml(cli_main, common, tmp_path, capsys):
@@ -65,7 +65,7 @@ def test_text_label_list_with_flags_from_the_command_line(cli_main, common, tmp_
     (["--labels", "kite,thief", "--flag", "crime=theif"], "flagged class 'theif'"),
     (["--labels", "kite,thief", "--group-by", "tone,skin"], "group_by column 'skin' is not in"),
     (["--labels", "kite,thief", "--group-by", "tone", "--reference", "tone=purple"], "reference group 'purple'"),
-    (["--labels", "kite,thief", "--group-by", "tone", "--where", "split=validation"], "selects none"),
+    (["--labels", "kite,thief", "--group-by", "tone", "--where", "split=validation"], "no image in"),
     (["--labels", "kite,thief", "--group-by", "tone", "--fail-on-disparity", "5"], "between 0 and 1"),
     (["--labels", "nope/audit.yaml"], "no such file"),
 ])

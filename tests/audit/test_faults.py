@@ -138,8 +138,8 @@ def setup(synth_small, tmp_path_factory):
     b = root / "b.yaml"  # B: another class, so every prediction, metrics.json and the report change
     b.write_text(a.read_text().replace("classes: [kite,", "classes: [person, kite,")
                  .replace("name: synthetic", "name: synthetic-plus-person"))
-    common = ["--model", "cliplab-tiny", "--images", str(synth_small), "--no-cache", "--quiet", "--workers", "0",
-              "--n-boot", "200", "--thumbnails", "3"]
+    common = ["--model", "cliplab-tiny", "--random-init", "--images", str(synth_small), "--no-cache", "--quiet",
+              "--workers", "0", "--n-boot", "200", "--thumbnails", "3"]
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(run, [audit_argv(a, root / "a", common), audit_argv(b, root / "b-ref", common)]))
     for p in done:

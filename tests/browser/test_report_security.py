@@ -92,7 +92,8 @@ def report(tmp_path_factory) -> Path:
     meta = _hostile_data(tmp / "data")
     audit = _audit_file(tmp / "hostile.yaml")
     out = tmp / "out"
-    code = main(["audit", "--labels", str(audit), "--images", str(meta), "--model", "cliplab-tiny", "--device", "cpu",
+    code = main(["audit", "--labels", str(audit), "--images", str(meta), "--model", "cliplab-tiny", "--random-init",
+                 "--device", "cpu",
                  "--no-cache", "--quiet", "--workers", "0", "--thumbnails", "12", "--out", str(out)])
     assert code == 0, f"cliplab audit exited with {code}"
     return out / "report.html"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from cliplab.cli.train import add_train_arguments, config_from_args
 from cliplab.errors import InputError
 from cliplab.train import TrainConfig, load_train_config
-from cliplab.train.cli_args import add_train_arguments, config_from_args
 from cliplab.train.config import config_yaml
 
 CONFIGS = Path(__file__).parents[2] / "training" / "configs"

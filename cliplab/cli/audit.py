@@ -1,4 +1,4 @@
-"""``cliplab audit``: the arguments and the command (registered by cliplab/cli.py).
+"""``cliplab audit``: parses the audit options and calls cliplab.audit's run_audit / compare_label_sets.
 
 Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
 manifest, metadata); 4 the model cannot be loaded; 5 the output cannot be written;
@@ -8,18 +8,37 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from ..errors import EXIT_DISPARITY, EXIT_OK, InputError
+from .common import (
+    add_image_args,
+    add_model_args,
+    add_out_arg,
+    add_where_arg,
+    check_model_args,
+    embed_kwargs,
+    load_model_from_args,
+    report_input_notes,
+    report_skips,
+)
+
+if TYPE_CHECKING:
+    from ..audit.definition import AuditSpec
 
 FORMATS = ("auto", "table", "fairface", "utkface", "celeba")  # = adapters.FORMATS (not imported: --help stays fast)
 
 
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("audit", help="audit a zero-shot label set for demographic misclassification")
+    add_audit_arguments(p)
+    p.set_defaults(func=cmd_audit)
+
+
 def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     """Add every ``cliplab audit`` option to ``p`` (model and image options included)."""
-    from ..cli import _image_args, _model_args
-
-    _model_args(p)
-    _image_args(p)
+    add_model_args(p)
+    add_image_args(p)
     g = p.add_argument_group("audit")
     g.add_argument("--labels", required=True, help="audit definition: a YAML file (see audits/), a text file with one "
                    "class per line, or 'a,b,c'")
@@ -36,8 +55,7 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--truth-column", help="metadata column holding each image's true class")
     g.add_argument("--reference", action="append", default=[], metavar="ATTRIBUTE=GROUP",
                    help="reference group of an attribute (default: the group with the lowest harm rate)")
-    g.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
-                   help="audit only rows whose column has one of the values (repeatable)")
+    add_where_arg(g)
     g.add_argument("--min-group-size", type=int, help="smaller groups are reported, not compared (default 30)")
     g.add_argument("--alpha", type=float, help="significance level after correction (default 0.05)")
     g.add_argument("--correction", choices=["holm", "fdr_bh", "bonferroni", "none"], help="default holm")
@@ -50,11 +68,11 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
                    help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
-    g.add_argument("--out", required=True, help="output folder: report.html, metrics.json, groups.csv, ...")
+    add_out_arg(g, "report.html, metrics.json, groups.csv, ...")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip() or not value.strip():
@@ -63,11 +81,11 @@ def _pairs(items: list[str], what: str) -> dict[str, str]:
     return out
 
 
-def spec_from_args(args: argparse.Namespace, labels: str):
+def spec_from_args(args: argparse.Namespace, labels: str) -> AuditSpec:
     """The audit definition of ``labels`` with the command line's overrides applied."""
+    from ..audit.definition import TruthSpec, load_audit_spec
     from ..data import parse_where
     from ..prompts import load_templates
-    from .definition import TruthSpec, load_audit_spec
 
     spec = load_audit_spec(labels)
     flagged = dict(spec.flagged)
@@ -88,32 +106,34 @@ def spec_from_args(args: argparse.Namespace, labels: str):
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
 
 
-def run_audit_from_args(args: argparse.Namespace) -> int:
-    """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code."""
-    from ..cli import _embed_kwargs, _report_input_notes, _report_skips
-    from ..models import load_model
-    from .compare import align_spec, compare_audits
-    from .report import write_report
-    from .run import audit_loaded, prepare_audit
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code.
+
+    Everything that can be checked without the model is checked before torch is imported.
+    """
+    from ..audit import load_audit_images
+    from ..data import check_where
 
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
+    check_model_args(args)
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
-    loaded = load_model(args.model, args.pretrained, args.device)
-    features, records, spec, data, skipped = prepare_audit(
-        loaded, args.images, spec, metadata=args.metadata, format=args.format, image_column=args.image_column,
-        **_embed_kwargs(args))
-    result = audit_loaded(loaded, features, records, spec, data, skipped)
-    comparison = None
-    if spec_b is not None:
-        b = audit_loaded(loaded, features, records, align_spec(spec_b, spec), data, skipped)
-        comparison = compare_audits(result, b)
-        report = comparison.write(args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
+    images = load_audit_images(args.images, args.metadata, args.format, args.image_column)
+    spec.check_columns(images.images.records.columns, images.images.source)
+    check_where(images.images.records, spec.where, images.images.source)
+    from ..audit import compare_label_sets, run_audit
+
+    loaded = load_model_from_args(args)
+    written = dict(thumbnails=args.thumbnails, predictions_format=args.predictions_format)
+    if spec_b is None:
+        result = run_audit(loaded, images, spec, **embed_kwargs(args))
+        report, comparison = result.write(args.out, **written), None
     else:
-        report = write_report(result, args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
-    _report_skips(skipped, report.parent)
-    _report_input_notes(data.get("duplicate_rows", 0), sorted(loaded.truncated_texts))
+        comparison = compare_label_sets(loaded, images, spec, spec_b, **embed_kwargs(args))
+        result, report = comparison.a, comparison.write(args.out, **written)
+    report_skips(result.skipped, report.parent)
+    report_input_notes(result.data.get("duplicate_rows", 0), sorted(loaded.truncated_texts))
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())

@@ -1,13 +1,14 @@
-"""The ``cliplab train`` command-line flags: every config key via --set, the common ones as flags.
+"""``cliplab train``: every config key via --set, the common ones as flags.
 
-Light on imports on purpose: the CLI builds its parser before knowing which command runs.
+Light on imports on purpose: the parser is built before knowing which command runs.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
-from .config import PRECISIONS, TrainConfig, load_train_config, parse_overrides, read_config_file
+from ..train.config import PRECISIONS, TrainConfig, load_train_config, parse_overrides, read_config_file
 
 # flag -> config key, for the flags that are shortcuts of a config key
 FLAG_KEYS = {"data": "data", "val_data": "val_data", "out": "out", "resume": "resume", "device": "device",
@@ -15,8 +16,14 @@ FLAG_KEYS = {"data": "data", "val_data": "val_data", "out": "out", "resume": "re
              "batch_size": "batch_size", "lr": "lr", "seed": "seed"}
 
 
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a CLIP model")
+    add_train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the train flags to ``parser`` (the lead's cli.py calls this)."""
+    """Add the train flags to ``parser``."""
     parser.add_argument("--config", help="YAML config (see training/configs/); flags and --set override it")
     parser.add_argument("--data", help="training data: CSV/Parquet manifest (image + caption columns; "
                         "a 'split' column selects train rows), a folder of images with same-name .txt "
@@ -25,13 +32,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", help="run folder (checkpoints, metrics.csv, final/)")
     parser.add_argument("--resume", help="'latest' (newest checkpoint in --out) or a checkpoint path")
     parser.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
-    parser.add_argument("--precision", choices=PRECISIONS)
+    parser.add_argument("--precision", choices=PRECISIONS, help="fp32 (default), amp (fp16, CUDA) or amp_bf16")
     parser.add_argument("--model", help="open_clip architecture (default from the config)")
     parser.add_argument("--pretrained", help="starting weights: open_clip tag, checkpoint file or run folder")
-    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--epochs", type=int, help="passes over the training data")
     parser.add_argument("--batch-size", type=int, help="global batch per micro-step (all ranks together)")
-    parser.add_argument("--lr", type=float)
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--lr", type=float, help="peak learning rate (cosine schedule after warm-up)")
+    parser.add_argument("--seed", type=int, help="random seed of initialisation, shuffling and augmentation")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set any config key (repeatable); lists as 'a|b'; keys: "
                         + ", ".join(TrainConfig.__dataclass_fields__))
@@ -57,7 +64,30 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return load_train_config(config_path, overrides)
 
 
-def _yaml_str(value) -> str:
+def _yaml_str(value: Any) -> str:
     if isinstance(value, list):
         return "|".join(map(str, value))
     return "" if value is None else str(value)
+
+
+def check_sources(config: TrainConfig) -> None:
+    """Fail before torch is imported: data that is not there, a model or weights that name nothing."""
+    from ..errors import InputError
+    from ..registry import check_model_source
+    from ..train.data import is_webdataset
+
+    for key in ("data", "val_data"):
+        value = getattr(config, key)
+        if value and not is_webdataset(value) and not Path(value).expanduser().exists():
+            raise InputError(f"{key} {value}: no such file or folder")
+    check_model_source(config.model, config.pretrained or None)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    check_sources(config)
+    from ..train import train
+
+    result = train(config)
+    print(f"trained model in {result.run_dir}")
+    return 0

@@ -1,0 +1,71 @@
+"""``cliplab embed`` and ``cliplab zeroshot``: a model run over an image set."""
+from __future__ import annotations
+
+import argparse
+
+from .common import (
+    add_image_args,
+    add_model_args,
+    add_out_arg,
+    add_where_arg,
+    check_model_args,
+    embed_kwargs,
+    load_model_from_args,
+    read_selected_images,
+    report_input_notes,
+    report_skips,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("embed", help="embed images (cached) and write embeddings.npy + records.csv")
+    add_model_args(p)
+    add_image_args(p)
+    p.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                   help="dtype of embeddings.npy (default float32)")
+    add_where_arg(p)
+    add_out_arg(p, "embeddings.npy, records.csv, skipped.csv, embed.json")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
+    add_model_args(p)
+    add_image_args(p)
+    p.add_argument("--classes", required=True, help="class names: a file (one per line) or 'a,b,c'")
+    p.add_argument("--templates", help="templates: a file, a shipped set (default, openai-imagenet, "
+                   "simple-imagenet) or 'a photo of a {}.'; default: default")
+    p.add_argument("--label-column", default="label", help="manifest column with the true class (default label)")
+    add_where_arg(p)
+    add_out_arg(p, "metrics.json, predictions.csv, skipped.csv")
+    p.set_defaults(func=cmd_zeroshot)
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    check_model_args(args, measures=False)  # embeddings of a random model are a baseline, not a measurement
+    images = read_selected_images(args)
+    from ..embed import embed_images
+
+    loaded = load_model_from_args(args)
+    result = embed_images(loaded, images, dtype=args.dtype, **embed_kwargs(args))
+    out = result.write(args.out)
+    report_input_notes(images.n_duplicates)
+    report_skips(result.skipped, out)
+    print(f"{result.summary()} -> {out}")
+    return 0
+
+
+def cmd_zeroshot(args: argparse.Namespace) -> int:
+    from ..prompts import load_classes, load_templates
+
+    check_model_args(args)
+    images = read_selected_images(args)
+    classes, templates = load_classes(args.classes), load_templates(args.templates)
+    from ..zeroshot import run_zeroshot
+
+    loaded = load_model_from_args(args)
+    result = run_zeroshot(loaded, images, classes, templates, label_column=args.label_column, **embed_kwargs(args))
+    out = result.write(args.out)
+    report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"])
+    report_skips(result.embeddings.skipped, out)
+    print(result.summary())
+    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
+    return 0
