@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from ..errors import EXIT_DISPARITY, EXIT_OK, InputError
 
@@ -93,7 +94,7 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
     from ..cli import _embed_kwargs, _report_input_notes, _report_skips
     from ..models import load_model
     from .compare import align_spec, compare_audits
-    from .report import write_report
+    from .outputs import write_report
     from .run import audit_loaded, prepare_audit
 
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
@@ -101,19 +102,18 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
     loaded = load_model(args.model, args.pretrained, args.device)
-    features, records, spec, data, skipped = prepare_audit(
-        loaded, args.images, spec, metadata=args.metadata, format=args.format, image_column=args.image_column,
-        **_embed_kwargs(args))
-    result = audit_loaded(loaded, features, records, spec, data, skipped)
+    prepared = prepare_audit(loaded, args.images, spec, metadata=args.metadata, format=args.format,
+                             image_column=args.image_column, **_embed_kwargs(args))
+    result = audit_loaded(loaded, prepared)
     comparison = None
     if spec_b is not None:
-        b = audit_loaded(loaded, features, records, align_spec(spec_b, spec), data, skipped)
+        b = audit_loaded(loaded, replace(prepared, spec=align_spec(spec_b, prepared.spec)))
         comparison = compare_audits(result, b)
         report = comparison.write(args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
     else:
         report = write_report(result, args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
-    _report_skips(skipped, report.parent)
-    _report_input_notes(data.get("duplicate_rows", 0), sorted(loaded.truncated_texts))
+    _report_skips(prepared.skipped, report.parent)
+    _report_input_notes(prepared.counts.duplicate_rows, sorted(loaded.truncated_texts))
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())

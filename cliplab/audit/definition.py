@@ -88,7 +88,7 @@ class AuditSpec:
         return [c.name for c in self.classes]
 
     @property
-    def class_prompts(self) -> dict[str, list[str]]:
+    def class_prompts(self) -> dict[str, Sequence[str]]:
         return {c.name: list(c.prompts) for c in self.classes if c.prompts}
 
     @property
@@ -99,7 +99,7 @@ class AuditSpec:
         """Each group-by attribute alone, then every intersection of two or more (when enabled)."""
         from itertools import combinations
 
-        sets = [(a,) for a in self.group_by]
+        sets: list[tuple[str, ...]] = [(a,) for a in self.group_by]
         if self.intersections:
             for r in range(2, len(self.group_by) + 1):
                 sets += list(combinations(self.group_by, r))
@@ -135,10 +135,13 @@ class AuditSpec:
 
 
 # --------------------------------------------------------------------------------- loading
-def load_audit_spec(source: str | Path | AuditSpec | Sequence[str]) -> AuditSpec:
-    """An audit from a YAML file, a text file (one class per line), a comma list or a list of classes."""
+def load_audit_spec(source: str | Path | AuditSpec | Mapping[str, Any] | Sequence[str]) -> AuditSpec:
+    """An audit from a YAML file, a dict in the file format (e.g. built in a notebook), a text file
+    (one class per line), a comma list or a list of classes."""
     if isinstance(source, AuditSpec):
         return validate_spec(source)
+    if isinstance(source, Mapping):
+        return spec_from_dict(source, source="audit dict")
     if not isinstance(source, (str, Path)):
         return validate_spec(AuditSpec(classes=tuple(ClassSpec(str(c)) for c in source)))
     path = Path(source).expanduser()

@@ -22,6 +22,7 @@ from .definition import INTERSECTION_SEP, AuditSpec
 from .stats import wilson
 
 MISSING = "(missing)"
+OVERALL = "(all)"  # the attribute of the overall rows of the groups table (group "all images")
 HARM_METRICS = ("flagged_rate", "class_rate", "topk_flagged_rate")
 
 
@@ -148,7 +149,8 @@ def disaggregate(records: pd.DataFrame, scores: Scores, spec: AuditSpec) -> pd.D
     their number is in :func:`missing_counts`.
     """
     member = harm_membership(scores, spec)
-    frames, cache = [], {}
+    frames: list[pd.DataFrame] = []
+    cache: dict = {}
     for attrs in spec.attribute_sets():
         codes, names = attribute_codes(records, attrs, cache)
         t = group_counts(codes, len(names), scores, spec, member)
@@ -160,7 +162,7 @@ def disaggregate(records: pd.DataFrame, scores: Scores, spec: AuditSpec) -> pd.D
     table["rate"] = np.divide(table["count"], table["denominator"], out=np.full(len(table), np.nan),
                               where=table["denominator"] > 0)
     table["ci_low"], table["ci_high"] = wilson(table["count"], table["denominator"])
-    small = (table["denominator"] < spec.min_group_size) & (table["attribute"] != "(all)")
+    small = (table["denominator"] < spec.min_group_size) & (table["attribute"] != OVERALL)
     table.insert(3, "status", np.where(small, "too_small", "ok"))
     table["rank"] = _ranks(table)
     return table
@@ -170,12 +172,12 @@ def _overall(scores: Scores, spec: AuditSpec, member: dict[str, np.ndarray]) -> 
     codes = np.zeros(len(scores), np.int64)
     t = group_counts(codes, 1, scores, spec, member).drop(columns="gid")
     t.insert(0, "group", "all images")
-    t.insert(0, "attribute", "(all)")
+    t.insert(0, "attribute", OVERALL)
     return t
 
 
 def _ranks(table: pd.DataFrame) -> pd.Series:
-    ok = (table["status"] == "ok") & (table["attribute"] != "(all)")
+    ok = (table["status"] == "ok") & (table["attribute"] != OVERALL)
     harm = np.where(table["metric"] == "accuracy", table["rate"], -table["rate"])
     ranks = pd.Series(harm, index=table.index)[ok].groupby(
         [table["attribute"][ok], table["metric"][ok], table["category"][ok], table["k"][ok]]).rank(method="min")
@@ -236,7 +238,7 @@ def fairness_summary(groups: pd.DataFrame, scores: Scores, records: pd.DataFrame
     the TPR and FPR differences), the positive class being the flagged one (else the second).
     """
     rows = []
-    g = groups[(groups["attribute"] != "(all)") & (groups["metric"] == "flagged_rate")]
+    g = groups[(groups["attribute"] != OVERALL) & (groups["metric"] == "flagged_rate")]
     for (attr, cat), fam in g.groupby(["attribute", "category"], sort=False):
         rates = fam["rate"].to_numpy(float)
         rows.append({"attribute": attr, "category": cat,
@@ -254,7 +256,8 @@ def _binary_rows(scores: Scores, records: pd.DataFrame, spec: AuditSpec) -> list
     pos = flagged[0] if flagged else 1
     known = scores.truth >= 0
     y, p = scores.truth == pos, scores.top1 == pos
-    rows, cache = [], {}
+    rows: list[dict] = []
+    cache: dict = {}
     for attrs in spec.attribute_sets():
         codes, names = attribute_codes(records, attrs, cache)
         ok = (codes >= 0) & known
