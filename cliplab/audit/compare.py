@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .definition import INTERSECTION_SEP, AuditSpec
+from .definition import AuditSpec, group_key
 from .metrics import attribute_codes, harm_membership
 from .result import AuditResult
 from .stats import adjust, bootstrap_paired, mcnemar_exact
@@ -25,7 +25,7 @@ from .stats import adjust, bootstrap_paired, mcnemar_exact
 DATA_KEYS = ("where", "group_by", "intersections", "reference", "min_group_size", "alpha", "correction", "top_k",
              "n_boot", "seed", "retrieval_queries", "retrieval_k")
 COLUMNS = ["attribute", "group", "n", "status", "metric", "category", "k", "rate_a", "rate_b", "change",
-           "ci_low", "ci_high", "p_value", "p_adjusted", "significant"]
+           "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "attributes", "group_values"]
 
 
 @dataclass
@@ -88,7 +88,7 @@ def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
         for cls in new:
             hit = b.scores.top1 == b.scores.classnames.index(cls)
             rows += _paired_rows(codes, names, attrs, "new_class_rate", cls, 1, np.zeros_like(hit), hit, spec)
-    t = pd.DataFrame(rows, columns=COLUMNS[:7] + ["n11", "n10", "n01", "n00"])
+    t = pd.DataFrame(rows, columns=COLUMNS[:7] + COLUMNS[-2:] + ["n11", "n10", "n01", "n00"])
     if t.empty:
         return AuditComparison(a, b, pd.DataFrame(columns=COLUMNS))
     t["rate_a"] = (t["n11"] + t["n10"]) / t["n"]
@@ -117,7 +117,8 @@ def _paired_rows(codes, names, attrs, metric, category, k, in_a, in_b, spec) -> 
     for gid in np.flatnonzero(cells.sum(axis=1) > 0):
         n00, n01, n10, n11 = (int(v) for v in cells[gid])
         n = n00 + n01 + n10 + n11
-        rows.append({"attribute": INTERSECTION_SEP.join(attrs), "group": names[gid], "n": n,
+        rows.append({"attribute": group_key(attrs), "group": group_key(names[gid]), "n": n,
                      "status": "ok" if n >= spec.min_group_size else "too_small", "metric": metric,
-                     "category": category, "k": k, "n11": n11, "n10": n10, "n01": n01, "n00": n00})
+                     "category": category, "k": k, "attributes": list(attrs), "group_values": list(names[gid]),
+                     "n11": n11, "n10": n10, "n01": n01, "n00": n00})
     return rows

@@ -19,7 +19,7 @@ from ..data import where_mask
 from ..errors import InputError
 from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, validate_templates
 
-INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named
+INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named (see group_key)
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 TOP_KEYS = ("name", "description", "classes", "templates", "flagged", "truth", "group_by", "intersections",
             "reference", "where", "min_group_size", "alpha", "correction", "top_k", "n_boot", "seed", "retrieval")
@@ -132,6 +132,31 @@ class AuditSpec:
                 shown = ", ".join(sorted(c for c in cols if c != "path"))
                 hint = did_you_mean(col, cols)
                 raise InputError(f"{key} column {col!r} is not in {source}{hint}; columns: {shown}")
+
+
+# ------------------------------------------------------------------------------- naming
+def group_key(parts: Sequence[str]) -> str:
+    """The name of an attribute set or group from its parts, joined by `` & ``; a part's own
+    ``\\`` and ``&`` are escaped (``\\\\``, ``\\&``) so that no two different part lists share a name:
+    ("p & q", "r") is ``p \\& q & r``, ("p", "q & r") is ``p & q \\& r``. Parts without those
+    characters are unchanged; tables and metrics.json also hold the parts themselves."""
+    return INTERSECTION_SEP.join(str(p).replace("\\", "\\\\").replace("&", "\\&") for p in parts)
+
+
+def split_key(name: str) -> tuple[str, ...]:
+    """The parts of a name made by :func:`group_key` (its inverse)."""
+    parts, cur, i = [], [], 0
+    while i < len(name):
+        if name[i] == "\\" and i + 1 < len(name):
+            cur.append(name[i + 1])
+            i += 2
+        elif name.startswith(INTERSECTION_SEP, i):
+            parts.append("".join(cur))
+            cur, i = [], i + len(INTERSECTION_SEP)
+        else:
+            cur.append(name[i])
+            i += 1
+    return (*parts, "".join(cur))
 
 
 # --------------------------------------------------------------------------------- loading
@@ -297,7 +322,7 @@ def validate_spec(spec: AuditSpec) -> AuditSpec:
     if len(set(spec.group_by)) != len(spec.group_by):
         raise InputError(f"{where}: group_by names a column twice: {', '.join(spec.group_by)}")
     for attr in spec.reference:
-        known = [*spec.group_by, *(INTERSECTION_SEP.join(s) for s in spec.attribute_sets() if len(s) > 1)]
+        known = [group_key(s) for s in spec.attribute_sets()]
         if attr not in known:
             raise InputError(f"{where}: reference given for {attr!r}, which is not a group_by attribute "
                              f"({', '.join(known) or 'none'})")

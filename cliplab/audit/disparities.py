@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .definition import INTERSECTION_SEP, AuditSpec
+from .definition import AuditSpec, group_key
 from .metrics import OVERALL
 from .stats import adjust, bootstrap_two_groups, fisher_exact, ratio
 
@@ -31,7 +31,9 @@ FOUR_FIFTHS_BAND = (0.8, 1.25)  # Aequitas' "fair" band for ratios; below 0.8 is
 FAMILY = ["attribute", "metric", "category", "k"]
 COLUMNS = ["attribute", "group", "reference", "reference_rule", "metric", "category", "k", "n", "n_reference",
            "count", "count_reference", "rate", "reference_rate", "difference", "ci_low", "ci_high", "ratio",
-           "ratio_ci_low", "ratio_ci_high", "four_fifths_violation", "p_value", "p_adjusted", "flagged"]
+           "ratio_ci_low", "ratio_ci_high", "four_fifths_violation", "p_value", "p_adjusted", "flagged",
+           "attributes", "group_values", "reference_values"]
+PRE_STATS = COLUMNS[:13] + COLUMNS[-3:]
 
 
 def pick_reference(family: pd.DataFrame, configured: str | None) -> tuple[pd.Series, str]:
@@ -65,8 +67,9 @@ def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> tuple[pd.Data
                          "reference_rule": rule, "metric": row["metric"], "category": row["category"],
                          "k": int(row["k"]), "n": int(row["denominator"]), "n_reference": int(ref["denominator"]),
                          "count": int(row["count"]), "count_reference": int(ref["count"]),
-                         "rate": row["rate"], "reference_rate": ref["rate"]})
-    return pd.DataFrame(rows, columns=COLUMNS[:13]), n_extra
+                         "rate": row["rate"], "reference_rate": ref["rate"], "attributes": row["attributes"],
+                         "group_values": row["group_values"], "reference_values": ref["group_values"]})
+    return pd.DataFrame(rows, columns=PRE_STATS), n_extra
 
 
 def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> tuple[pd.DataFrame, int]:
@@ -100,10 +103,10 @@ def empty_disparities() -> pd.DataFrame:
 
 def check_references(records: pd.DataFrame, spec: AuditSpec) -> None:
     """A configured reference group that does not occur in the data is an input error (a typo)."""
+    sets = {group_key(s): s for s in spec.attribute_sets()}
     for attr, value in spec.reference.items():
-        cols = attr.split(INTERSECTION_SEP)
-        present = records[cols].astype("string").agg(INTERSECTION_SEP.join, axis=1) if len(cols) > 1 \
-            else records[cols[0]].astype("string")
+        cols = list(sets.get(attr, (attr,)))
+        present = records[cols].astype("string").apply(lambda c: c.str.strip()).agg(group_key, axis=1)
         if not (present == value).any():
             shown = ", ".join(sorted(map(str, present.dropna().unique()))[:12])
             raise InputError(f"reference group {value!r} of {attr!r} does not occur in the data (values: {shown})")

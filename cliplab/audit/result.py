@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .definition import INTERSECTION_SEP, AuditSpec
+from .definition import AuditSpec, split_key
 from .metrics import OVERALL, Scores
 
 METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
@@ -102,7 +102,8 @@ class AuditResult:
 
     def overall(self) -> pd.DataFrame:
         """Rates over all audited images, one row per metric/category."""
-        return self.groups[self.groups["attribute"] == OVERALL].drop(columns=["attribute", "group", "status", "rank"])
+        return self.groups[self.groups["attribute"] == OVERALL].drop(
+            columns=["attribute", "group", "status", "rank", "attributes", "group_values"])
 
     def by_group(self, metric: str = "flagged_rate", category: str | None = None, attribute: str | None = None,
                  column: str = "rate") -> pd.DataFrame:
@@ -126,7 +127,7 @@ class AuditResult:
     def flagged(self) -> pd.DataFrame:
         """Flagged disparities: single attributes before intersections, then largest |difference| first."""
         f = self.disparities[self.disparities["flagged"].astype(bool)]
-        order = f.assign(_depth=f["attribute"].str.count(INTERSECTION_SEP), _size=-f["difference"].abs())
+        order = f.assign(_depth=f["attributes"].map(len), _size=-f["difference"].abs())
         return f.loc[order.sort_values(["_depth", "_size"], kind="stable").index]
 
     def exceeding(self, threshold: float) -> pd.DataFrame:
@@ -138,7 +139,7 @@ class AuditResult:
         """The same numbers as a fairlearn MetricFrame (``attribute``: a name or a list for an intersection)."""
         from .metrics import metric_frame
 
-        attrs = attribute.split(INTERSECTION_SEP) if isinstance(attribute, str) else list(attribute)
+        attrs = list(split_key(attribute)) if isinstance(attribute, str) else list(attribute)
         return metric_frame(self.predictions, attrs, metric, category)
 
     @cached_property
