@@ -12,17 +12,25 @@ See docs/audit.md.
     result.by_group()           # rates per group, one column per harm category
     result.write("audit-out")   # report.html, metrics.json, groups.csv, predictions.parquet
 
+Layers (each module imports only those below it, also inside functions; tests/audit/test_layers.py):
+1. ``definition`` (the label set), ``adapters`` (images and metadata);
+2. ``stats``, ``metrics``, ``disparities``, ``retrieval`` (the numbers);
+3. ``text``, ``outputs``, ``html`` (terminal text, files, the page; they read results by their
+   fields, so the result's ``summary()`` / ``write()`` can call them);
+4. ``result``; 5. ``compare`` (two results, pure); 6. ``run`` (orchestration: ``run_audit``,
+   ``compare_label_sets``); ``cli_args`` on top.
+
 Names are imported on first use, so `cliplab audit --help` does not load scipy and statsmodels.
 """
 from importlib import import_module
 
 _EXPORTS = {
     "adapters": ["AuditImages", "load_audit_images"],
-    "compare": ["AuditComparison", "compare_audits", "compare_label_sets"],
+    "compare": ["AuditComparison", "compare_audits"],
     "definition": ["AuditSpec", "ClassSpec", "TruthSpec", "load_audit_spec"],
-    "report": ["write_report"],
-    "result": ["AuditResult"],
-    "run": ["audit_features", "audit_loaded", "prepare_audit", "run_audit"],
+    "outputs": ["write_report"],
+    "result": ["AuditCounts", "AuditResult"],
+    "run": ["PreparedAudit", "audit_features", "audit_loaded", "compare_label_sets", "prepare_audit", "run_audit"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +44,7 @@ class AuditImages:
     unmatched_images: list[Skip] = field(default_factory=list)
     n_metadata_rows: int = 0
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         reasons: dict[str, int] = {}
         for s in self.images.skipped + self.unmatched_images:
             reasons[s.reason] = reasons.get(s.reason, 0) + 1

@@ -10,7 +10,6 @@ audit A's; B contributes its label set: classes, templates, flagged categories a
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .definition import INTERSECTION_SEP, AuditSpec, load_audit_spec
+from .definition import AuditSpec, group_key
 from .metrics import attribute_codes, harm_membership
 from .result import AuditResult
 from .stats import adjust, bootstrap_paired, mcnemar_exact
@@ -26,7 +25,7 @@ from .stats import adjust, bootstrap_paired, mcnemar_exact
 DATA_KEYS = ("where", "group_by", "intersections", "reference", "min_group_size", "alpha", "correction", "top_k",
              "n_boot", "seed", "retrieval_queries", "retrieval_k")
 COLUMNS = ["attribute", "group", "n", "status", "metric", "category", "k", "rate_a", "rate_b", "change",
-           "ci_low", "ci_high", "p_value", "p_adjusted", "significant"]
+           "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "attributes", "group_values"]
 
 
 @dataclass
@@ -42,22 +41,21 @@ class AuditComparison:
     changes: pd.DataFrame
 
     def summary(self, max_rows: int = 10) -> str:
-        from .report import comparison_text
+        from .text import comparison_text
 
         return comparison_text(self, max_rows)
 
     def write(self, out: str | Path, thumbnails: int = 12, predictions_format: str = "parquet") -> Path:
         """A's report with the comparison in ``out``, B's full audit in ``out/label-set-b``."""
-        from .report import write_report
+        from .outputs import write_comparison
 
-        write_report(self.b, Path(out) / "label-set-b", thumbnails=thumbnails, predictions_format=predictions_format)
-        return write_report(self.a, out, self, thumbnails=thumbnails, predictions_format=predictions_format)
+        return write_comparison(self, out, thumbnails=thumbnails, predictions_format=predictions_format)
 
     def to_dict(self) -> dict:
-        from .report import records_for_json
+        """metrics.json's ``comparison`` entry."""
+        from .outputs import comparison_document
 
-        return {"label_set_a": self.a.spec.to_dict(), "label_set_b": self.b.spec.to_dict(),
-                "changes": records_for_json(self.changes)}
+        return comparison_document(self)
 
 
 def align_spec(b: AuditSpec, a: AuditSpec) -> AuditSpec:
@@ -71,7 +69,7 @@ def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
     same = len(a.records) == len(b.records) and (paths[0] is None or paths[0].equals(paths[1]))
     if not same:
         raise InputError("the two audits cover different images: run both on the same embeddings "
-                         "(compare_label_sets / --compare does this)")
+                         "(cliplab.audit.compare_label_sets / --compare does this)")
     spec = a.spec
     rows = []
     shared = [c for c in a.spec.flagged if c in b.spec.flagged]
@@ -90,7 +88,7 @@ def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
         for cls in new:
             hit = b.scores.top1 == b.scores.classnames.index(cls)
             rows += _paired_rows(codes, names, attrs, "new_class_rate", cls, 1, np.zeros_like(hit), hit, spec)
-    t = pd.DataFrame(rows, columns=COLUMNS[:7] + ["n11", "n10", "n01", "n00"])
+    t = pd.DataFrame(rows, columns=COLUMNS[:7] + COLUMNS[-2:] + ["n11", "n10", "n01", "n00"])
     if t.empty:
         return AuditComparison(a, b, pd.DataFrame(columns=COLUMNS))
     t["rate_a"] = (t["n11"] + t["n10"]) / t["n"]
@@ -119,21 +117,8 @@ def _paired_rows(codes, names, attrs, metric, category, k, in_a, in_b, spec) -> 
     for gid in np.flatnonzero(cells.sum(axis=1) > 0):
         n00, n01, n10, n11 = (int(v) for v in cells[gid])
         n = n00 + n01 + n10 + n11
-        rows.append({"attribute": INTERSECTION_SEP.join(attrs), "group": names[gid], "n": n,
+        rows.append({"attribute": group_key(attrs), "group": group_key(names[gid]), "n": n,
                      "status": "ok" if n >= spec.min_group_size else "too_small", "metric": metric,
-                     "category": category, "k": k, "n11": n11, "n10": n10, "n01": n01, "n00": n00})
+                     "category": category, "k": k, "attributes": list(attrs), "group_values": list(names[gid]),
+                     "n11": n11, "n10": n10, "n01": n01, "n00": n00})
     return rows
-
-
-def compare_label_sets(loaded, images, spec_a: str | Path | AuditSpec, spec_b: str | Path | AuditSpec,
-                       group_by: Sequence[str] | None = None, **kwargs) -> AuditComparison:
-    """Audit A, then B on the same embeddings (only B's texts are encoded), and compare.
-
-    ``kwargs`` are those of :func:`cliplab.audit.run_audit` (metadata, format, embed settings).
-    """
-    from .run import audit_loaded, prepare_audit
-
-    features, records, spec, data, skipped = prepare_audit(loaded, images, spec_a, group_by, **kwargs)
-    a = audit_loaded(loaded, features, records, spec, data, skipped)
-    b = audit_loaded(loaded, features, records, align_spec(load_audit_spec(spec_b), a.spec), data, skipped)
-    return compare_audits(a, b)

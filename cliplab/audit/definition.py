@@ -19,7 +19,7 @@ from ..data import where_mask
 from ..errors import InputError
 from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, validate_templates
 
-INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named
+INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named (see group_key)
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 TOP_KEYS = ("name", "description", "classes", "templates", "flagged", "truth", "group_by", "intersections",
             "reference", "where", "min_group_size", "alpha", "correction", "top_k", "n_boot", "seed", "retrieval")
@@ -88,7 +88,7 @@ class AuditSpec:
         return [c.name for c in self.classes]
 
     @property
-    def class_prompts(self) -> dict[str, list[str]]:
+    def class_prompts(self) -> dict[str, Sequence[str]]:
         return {c.name: list(c.prompts) for c in self.classes if c.prompts}
 
     @property
@@ -99,7 +99,7 @@ class AuditSpec:
         """Each group-by attribute alone, then every intersection of two or more (when enabled)."""
         from itertools import combinations
 
-        sets = [(a,) for a in self.group_by]
+        sets: list[tuple[str, ...]] = [(a,) for a in self.group_by]
         if self.intersections:
             for r in range(2, len(self.group_by) + 1):
                 sets += list(combinations(self.group_by, r))
@@ -134,11 +134,39 @@ class AuditSpec:
                 raise InputError(f"{key} column {col!r} is not in {source}{hint}; columns: {shown}")
 
 
+# ------------------------------------------------------------------------------- naming
+def group_key(parts: Sequence[str]) -> str:
+    """The name of an attribute set or group from its parts, joined by `` & ``; a part's own
+    ``\\`` and ``&`` are escaped (``\\\\``, ``\\&``) so that no two different part lists share a name:
+    ("p & q", "r") is ``p \\& q & r``, ("p", "q & r") is ``p & q \\& r``. Parts without those
+    characters are unchanged; tables and metrics.json also hold the parts themselves."""
+    return INTERSECTION_SEP.join(str(p).replace("\\", "\\\\").replace("&", "\\&") for p in parts)
+
+
+def split_key(name: str) -> tuple[str, ...]:
+    """The parts of a name made by :func:`group_key` (its inverse)."""
+    parts, cur, i = [], [], 0
+    while i < len(name):
+        if name[i] == "\\" and i + 1 < len(name):
+            cur.append(name[i + 1])
+            i += 2
+        elif name.startswith(INTERSECTION_SEP, i):
+            parts.append("".join(cur))
+            cur, i = [], i + len(INTERSECTION_SEP)
+        else:
+            cur.append(name[i])
+            i += 1
+    return (*parts, "".join(cur))
+
+
 # --------------------------------------------------------------------------------- loading
-def load_audit_spec(source: str | Path | AuditSpec | Sequence[str]) -> AuditSpec:
-    """An audit from a YAML file, a text file (one class per line), a comma list or a list of classes."""
+def load_audit_spec(source: str | Path | AuditSpec | Mapping[str, Any] | Sequence[str]) -> AuditSpec:
+    """An audit from a YAML file, a dict in the file format (e.g. built in a notebook), a text file
+    (one class per line), a comma list or a list of classes."""
     if isinstance(source, AuditSpec):
         return validate_spec(source)
+    if isinstance(source, Mapping):
+        return spec_from_dict(source, source="audit dict")
     if not isinstance(source, (str, Path)):
         return validate_spec(AuditSpec(classes=tuple(ClassSpec(str(c)) for c in source)))
     path = Path(source).expanduser()
@@ -294,7 +322,7 @@ def validate_spec(spec: AuditSpec) -> AuditSpec:
     if len(set(spec.group_by)) != len(spec.group_by):
         raise InputError(f"{where}: group_by names a column twice: {', '.join(spec.group_by)}")
     for attr in spec.reference:
-        known = [*spec.group_by, *(INTERSECTION_SEP.join(s) for s in spec.attribute_sets() if len(s) > 1)]
+        known = [group_key(s) for s in spec.attribute_sets()]
         if attr not in known:
             raise InputError(f"{where}: reference given for {attr!r}, which is not a group_by attribute "
                              f"({', '.join(known) or 'none'})")

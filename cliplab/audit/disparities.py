@@ -18,14 +18,22 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .definition import AuditSpec
+from .definition import AuditSpec, group_key
+from .metrics import OVERALL
 from .stats import adjust, bootstrap_two_groups, fisher_exact, ratio
 
+FLAG_RULE = ("a disparity is flagged when p_adjusted < alpha (Fisher's exact test, corrected across all "
+             "comparisons of the audit) AND the 95% bootstrap interval of the difference excludes 0")
+REFERENCE_RULE = ("each attribute's configured reference group; else the group of adequate size with the "
+                  "lowest harm rate (for accuracy: the highest accuracy); data-chosen references count every "
+                  "pair of groups toward the correction")
 FOUR_FIFTHS_BAND = (0.8, 1.25)  # Aequitas' "fair" band for ratios; below 0.8 is the four-fifths rule
 FAMILY = ["attribute", "metric", "category", "k"]
 COLUMNS = ["attribute", "group", "reference", "reference_rule", "metric", "category", "k", "n", "n_reference",
            "count", "count_reference", "rate", "reference_rate", "difference", "ci_low", "ci_high", "ratio",
-           "ratio_ci_low", "ratio_ci_high", "four_fifths_violation", "p_value", "p_adjusted", "flagged"]
+           "ratio_ci_low", "ratio_ci_high", "four_fifths_violation", "p_value", "p_adjusted", "flagged",
+           "attributes", "group_values", "reference_values"]
+PRE_STATS = COLUMNS[:13] + COLUMNS[-3:]
 
 
 def pick_reference(family: pd.DataFrame, configured: str | None) -> tuple[pd.Series, str]:
@@ -40,9 +48,10 @@ def pick_reference(family: pd.DataFrame, configured: str | None) -> tuple[pd.Ser
     return family.loc[best.name], "best" if configured is None else "best (configured group too small)"
 
 
-def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
-    """One row per (family, non-reference group): counts, rates and reference, before statistics."""
-    eligible = groups[(groups["status"] == "ok") & (groups["attribute"] != "(all)")]
+def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> tuple[pd.DataFrame, int]:
+    """One row per (family, non-reference group): counts, rates and reference, before statistics;
+    and the number of implicit comparisons (pairs a data-chosen reference was picked from)."""
+    eligible = groups[(groups["status"] == "ok") & (groups["attribute"] != OVERALL)]
     rows, n_extra = [], 0
     for _, fam in eligible.groupby(FAMILY, sort=False):
         if len(fam) < 2:
@@ -58,18 +67,17 @@ def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
                          "reference_rule": rule, "metric": row["metric"], "category": row["category"],
                          "k": int(row["k"]), "n": int(row["denominator"]), "n_reference": int(ref["denominator"]),
                          "count": int(row["count"]), "count_reference": int(ref["count"]),
-                         "rate": row["rate"], "reference_rate": ref["rate"]})
-    table = pd.DataFrame(rows, columns=COLUMNS[:13])
-    table.attrs["n_extra"] = n_extra
-    return table
+                         "rate": row["rate"], "reference_rate": ref["rate"], "attributes": row["attributes"],
+                         "group_values": row["group_values"], "reference_values": ref["group_values"]})
+    return pd.DataFrame(rows, columns=PRE_STATS), n_extra
 
 
-def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
-    """The disparity table of an audit (columns: COLUMNS; see the module docstring for 'flagged')."""
-    t = compare_to_reference(groups, spec)
-    n_extra = t.attrs.get("n_extra", 0)
+def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> tuple[pd.DataFrame, int]:
+    """The disparity table of an audit (columns: COLUMNS; see the module docstring for 'flagged')
+    and the number of implicit comparisons counted toward the correction."""
+    t, n_extra = compare_to_reference(groups, spec)
     if t.empty:
-        return empty_disparities()
+        return empty_disparities(), n_extra
     x1, n1, x0, n0 = (t[c].to_numpy(np.int64) for c in ("count", "n", "count_reference", "n_reference"))
     boot = bootstrap_two_groups(x1, n1, x0, n0, n_boot=spec.n_boot, alpha=0.05, seed=spec.seed)
     t["difference"] = t["rate"] - t["reference_rate"]
@@ -82,8 +90,7 @@ def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     t["p_adjusted"] = adjust(t["p_value"].to_numpy(), spec.correction, n_extra)
     excludes_zero = (t["ci_low"] > 0) | (t["ci_high"] < 0)
     t["flagged"] = (t["p_adjusted"] < spec.alpha) & excludes_zero
-    t.attrs["n_extra"] = n_extra
-    return t[COLUMNS]
+    return t[COLUMNS], n_extra
 
 
 def empty_disparities() -> pd.DataFrame:
@@ -96,12 +103,10 @@ def empty_disparities() -> pd.DataFrame:
 
 def check_references(records: pd.DataFrame, spec: AuditSpec) -> None:
     """A configured reference group that does not occur in the data is an input error (a typo)."""
-    from .definition import INTERSECTION_SEP
-
+    sets = {group_key(s): s for s in spec.attribute_sets()}
     for attr, value in spec.reference.items():
-        cols = attr.split(INTERSECTION_SEP)
-        present = records[cols].astype("string").agg(INTERSECTION_SEP.join, axis=1) if len(cols) > 1 \
-            else records[cols[0]].astype("string")
+        cols = list(sets.get(attr, (attr,)))
+        present = records[cols].astype("string").apply(lambda c: c.str.strip()).agg(group_key, axis=1)
         if not (present == value).any():
             shown = ", ".join(sorted(map(str, present.dropna().unique()))[:12])
             raise InputError(f"reference group {value!r} of {attr!r} does not occur in the data (values: {shown})")

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .definition import INTERSECTION_SEP, AuditSpec
+from .definition import AuditSpec, group_key
 from .stats import wilson
 
 MISSING = "(missing)"
+OVERALL = "(all)"  # the attribute of the overall rows of the groups table (group "all images")
 HARM_METRICS = ("flagged_rate", "class_rate", "topk_flagged_rate")
 
 
@@ -65,8 +66,9 @@ def score_images(features: np.ndarray, weights: np.ndarray, logit_scale: float, 
 
 # ------------------------------------------------------------------------------ group codes
 def attribute_codes(records: pd.DataFrame, attributes: tuple[str, ...],
-                    cache: dict | None = None) -> tuple[np.ndarray, list[str]]:
-    """Integer group code per row (-1 where any attribute is missing) and the group names.
+                    cache: dict | None = None) -> tuple[np.ndarray, list[tuple[str, ...]]]:
+    """Integer group code per row (-1 where any attribute is missing) and each group's values
+    (one per attribute; :func:`~cliplab.audit.definition.group_key` names them).
 
     ``cache`` (a dict kept by the caller) holds each attribute's factorisation, so intersections
     do not re-read the string columns.
@@ -83,7 +85,7 @@ def attribute_codes(records: pd.DataFrame, attributes: tuple[str, ...],
         codes = codes * len(uniques) + np.maximum(c, 0)
         names = [(*n, str(u)) for n in names for u in uniques]
     codes[missing] = -1
-    return codes, [INTERSECTION_SEP.join(n) for n in names]
+    return codes, names
 
 
 def _factorize(records: pd.DataFrame, attr: str) -> tuple[np.ndarray, list[str]]:
@@ -143,24 +145,28 @@ def disaggregate(records: pd.DataFrame, scores: Scores, spec: AuditSpec) -> pd.D
     """Rates per group of every attribute set, with Wilson intervals and a size status.
 
     Columns: attribute, group, n, status (ok | too_small), metric, category, k, count,
-    denominator, rate, ci_low, ci_high, rank (1 = most harmed among groups of adequate size;
-    for accuracy, 1 = least accurate). Rows with a missing attribute value form no group;
+    denominator, attributes and group_values (the parts of the two names, as lists), rate,
+    ci_low, ci_high, rank (1 = most harmed among groups of adequate size; for accuracy,
+    1 = least accurate). Rows with a missing attribute value form no group;
     their number is in :func:`missing_counts`.
     """
     member = harm_membership(scores, spec)
-    frames, cache = [], {}
+    frames: list[pd.DataFrame] = []
+    cache: dict = {}
     for attrs in spec.attribute_sets():
-        codes, names = attribute_codes(records, attrs, cache)
-        t = group_counts(codes, len(names), scores, spec, member)
-        t.insert(0, "group", [names[i] for i in t["gid"]])
-        t.insert(0, "attribute", INTERSECTION_SEP.join(attrs))
+        codes, values = attribute_codes(records, attrs, cache)
+        t = group_counts(codes, len(values), scores, spec, member)
+        t.insert(0, "group", [group_key(values[i]) for i in t["gid"]])
+        t.insert(0, "attribute", group_key(attrs))
+        t["attributes"] = [list(attrs)] * len(t)
+        t["group_values"] = [list(values[i]) for i in t["gid"]]
         frames.append(t.drop(columns="gid"))
     frames.append(_overall(scores, spec, member))
     table = pd.concat(frames, ignore_index=True)
     table["rate"] = np.divide(table["count"], table["denominator"], out=np.full(len(table), np.nan),
                               where=table["denominator"] > 0)
     table["ci_low"], table["ci_high"] = wilson(table["count"], table["denominator"])
-    small = (table["denominator"] < spec.min_group_size) & (table["attribute"] != "(all)")
+    small = (table["denominator"] < spec.min_group_size) & (table["attribute"] != OVERALL)
     table.insert(3, "status", np.where(small, "too_small", "ok"))
     table["rank"] = _ranks(table)
     return table
@@ -170,12 +176,14 @@ def _overall(scores: Scores, spec: AuditSpec, member: dict[str, np.ndarray]) -> 
     codes = np.zeros(len(scores), np.int64)
     t = group_counts(codes, 1, scores, spec, member).drop(columns="gid")
     t.insert(0, "group", "all images")
-    t.insert(0, "attribute", "(all)")
+    t.insert(0, "attribute", OVERALL)
+    t["attributes"] = [[] for _ in range(len(t))]
+    t["group_values"] = [[] for _ in range(len(t))]
     return t
 
 
 def _ranks(table: pd.DataFrame) -> pd.Series:
-    ok = (table["status"] == "ok") & (table["attribute"] != "(all)")
+    ok = (table["status"] == "ok") & (table["attribute"] != OVERALL)
     harm = np.where(table["metric"] == "accuracy", table["rate"], -table["rate"])
     ranks = pd.Series(harm, index=table.index)[ok].groupby(
         [table["attribute"][ok], table["metric"][ok], table["category"][ok], table["k"][ok]]).rank(method="min")
@@ -236,7 +244,7 @@ def fairness_summary(groups: pd.DataFrame, scores: Scores, records: pd.DataFrame
     the TPR and FPR differences), the positive class being the flagged one (else the second).
     """
     rows = []
-    g = groups[(groups["attribute"] != "(all)") & (groups["metric"] == "flagged_rate")]
+    g = groups[(groups["attribute"] != OVERALL) & (groups["metric"] == "flagged_rate")]
     for (attr, cat), fam in g.groupby(["attribute", "category"], sort=False):
         rates = fam["rate"].to_numpy(float)
         rows.append({"attribute": attr, "category": cat,
@@ -254,7 +262,8 @@ def _binary_rows(scores: Scores, records: pd.DataFrame, spec: AuditSpec) -> list
     pos = flagged[0] if flagged else 1
     known = scores.truth >= 0
     y, p = scores.truth == pos, scores.top1 == pos
-    rows, cache = [], {}
+    rows: list[dict] = []
+    cache: dict = {}
     for attrs in spec.attribute_sets():
         codes, names = attribute_codes(records, attrs, cache)
         ok = (codes >= 0) & known
@@ -265,7 +274,7 @@ def _binary_rows(scores: Scores, records: pd.DataFrame, spec: AuditSpec) -> list
         present = np.bincount(codes[ok], minlength=G) > 0
         sel = sel[present]
         eod = max(np.nanmax(tpr) - np.nanmin(tpr), np.nanmax(fpr) - np.nanmin(fpr))
-        rows.append({"attribute": INTERSECTION_SEP.join(attrs), "category": scores.classnames[pos],
+        rows.append({"attribute": group_key(attrs), "category": scores.classnames[pos],
                      "demographic_parity_difference": float(sel.max() - sel.min()),
                      "demographic_parity_ratio": float(sel.min() / sel.max()) if sel.max() > 0 else 1.0,
                      "equalized_odds_difference": float(eod)})

@@ -8,18 +8,45 @@ predictions.parquet). Tables are plain pandas DataFrames; nothing needs the mode
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .definition import INTERSECTION_SEP, AuditSpec
-from .metrics import Scores
+from .definition import AuditSpec, split_key
+from .metrics import OVERALL, Scores
 
 METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
                  "topk_flagged_rate": "top-k rate"}
+
+
+@dataclass
+class AuditCounts:
+    """How many images and metadata rows the audit saw, and why some were not audited."""
+
+    n_images: int = 0  # images (files or manifest rows) read
+    n_metadata_rows: int = 0
+    images_without_metadata: int = 0
+    metadata_without_image: int = 0
+    duplicate_rows: int = 0
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+    n_selected: int = 0  # after the audit's where filter
+    where: dict[str, list[str]] = field(default_factory=dict)
+    n_cached: int = 0  # embeddings read from the cache
+    n_encoded: int = 0  # embeddings computed now
+    n_not_embedded: int = 0
+    n_audited: int = 0
+    missing_attribute_values: dict[str, int] = field(default_factory=dict)
+    truth: dict[str, int] = field(default_factory=dict)  # with_truth, missing_truth_value, ...
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def get(self, key: str, default=None):
+        """Dict-style read of a count (the report page reads them by name)."""
+        return getattr(self, key, default)
 
 
 @dataclass
@@ -29,8 +56,8 @@ class AuditResult:
     Attributes:
         spec: the audit definition that was run (label set, templates, flagged classes, ...).
         groups: tidy table, one row per (attribute, group, metric, category, k); see
-            :func:`cliplab.audit.metrics.disaggregate` for the columns. Attribute ``(all)`` holds
-            the overall rates.
+            :func:`cliplab.audit.metrics.disaggregate` for the columns. Attribute ``metrics.OVERALL``
+            holds the overall rates.
         disparities: one row per comparison of a group with its reference group; see
             :mod:`cliplab.audit.disparities` for the columns and the meaning of ``flagged``.
         retrieval: MaxSkew@k / NDKL per (query, attribute); empty without queries.
@@ -44,7 +71,7 @@ class AuditResult:
     groups: pd.DataFrame
     disparities: pd.DataFrame
     retrieval: pd.DataFrame
-    data: dict
+    data: AuditCounts
     model: dict
     fairness: pd.DataFrame
     records: pd.DataFrame = field(repr=False)
@@ -52,11 +79,12 @@ class AuditResult:
     created: str = ""
     version: str = ""
     skipped: list = field(default_factory=list, repr=False)
+    implicit_comparisons: int = 0  # pairs of groups a data-chosen reference was picked from
 
     # ----------------------------------------------------------------- questions
     @property
     def attributes(self) -> list[str]:
-        return [a for a in self.groups["attribute"].unique() if a != "(all)"]
+        return [a for a in self.groups["attribute"].unique() if a != OVERALL]
 
     @property
     def categories(self) -> list[str]:
@@ -74,7 +102,8 @@ class AuditResult:
 
     def overall(self) -> pd.DataFrame:
         """Rates over all audited images, one row per metric/category."""
-        return self.groups[self.groups["attribute"] == "(all)"].drop(columns=["attribute", "group", "status", "rank"])
+        return self.groups[self.groups["attribute"] == OVERALL].drop(
+            columns=["attribute", "group", "status", "rank", "attributes", "group_values"])
 
     def by_group(self, metric: str = "flagged_rate", category: str | None = None, attribute: str | None = None,
                  column: str = "rate") -> pd.DataFrame:
@@ -82,7 +111,7 @@ class AuditResult:
 
         ``column`` picks what fills the cells: rate (default), ci_low, ci_high, count or rank.
         """
-        t = self.groups[(self.groups["metric"] == metric) & (self.groups["attribute"] != "(all)")]
+        t = self.groups[(self.groups["metric"] == metric) & (self.groups["attribute"] != OVERALL)]
         if category is not None:
             t = t[t["category"] == category]
         if attribute is not None:
@@ -98,7 +127,7 @@ class AuditResult:
     def flagged(self) -> pd.DataFrame:
         """Flagged disparities: single attributes before intersections, then largest |difference| first."""
         f = self.disparities[self.disparities["flagged"].astype(bool)]
-        order = f.assign(_depth=f["attribute"].str.count(INTERSECTION_SEP), _size=-f["difference"].abs())
+        order = f.assign(_depth=f["attributes"].map(len), _size=-f["difference"].abs())
         return f.loc[order.sort_values(["_depth", "_size"], kind="stable").index]
 
     def exceeding(self, threshold: float) -> pd.DataFrame:
@@ -110,7 +139,7 @@ class AuditResult:
         """The same numbers as a fairlearn MetricFrame (``attribute``: a name or a list for an intersection)."""
         from .metrics import metric_frame
 
-        attrs = attribute.split(INTERSECTION_SEP) if isinstance(attribute, str) else list(attribute)
+        attrs = list(split_key(attribute)) if isinstance(attribute, str) else list(attribute)
         return metric_frame(self.predictions, attrs, metric, category)
 
     @cached_property
@@ -153,18 +182,18 @@ class AuditResult:
     # --------------------------------------------------------------- output
     def summary(self, max_rows: int = 10) -> str:
         """A short plain-text summary for the terminal."""
-        from .report import summary_text
+        from .text import summary_text
 
         return summary_text(self, max_rows)
 
     def to_dict(self) -> dict:
         """The metrics.json document (see docs/audit.md for the schema)."""
-        from .report import metrics_document
+        from .outputs import metrics_document
 
         return metrics_document(self)
 
     def write(self, out: str | Path, thumbnails: int = 12, predictions_format: str = "parquet") -> Path:
         """Write report.html, metrics.json, groups.csv and predictions.parquet into ``out``."""
-        from .report import write_report
+        from .outputs import write_report
 
         return write_report(self, out, thumbnails=thumbnails, predictions_format=predictions_format)

@@ -133,7 +133,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         comparison = compare_label_sets(loaded, images, spec, spec_b, **embed_kwargs(args))
         result, report = comparison.a, comparison.write(args.out, **written)
     report_skips(result.skipped, report.parent)
-    report_input_notes(result.data.get("duplicate_rows", 0), sorted(loaded.truncated_texts))
+    report_input_notes(result.data.duplicate_rows, sorted(loaded.truncated_texts))
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())

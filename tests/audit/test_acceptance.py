@@ -47,7 +47,7 @@ def test_planted_bias_is_flagged_against_the_planted_group(cli_main, trained_mod
     assert all(d["ci_low"] > 0 and d["p_adjusted"] < 0.05 and d["reference"] != "dark" for d in flagged)
     printed = capsys.readouterr().out
     assert "dark" in printed and "crime-related" in printed and "report:" in printed
-    retrieval = [r for r in doc["retrieval"] if r["attribute"] == "tone"][0]
+    retrieval = next(r for r in doc["retrieval"] if r["attribute"] == "tone")
     assert retrieval["max_skew_group"] == "dark" and retrieval["max_skew"] > 0.5  # "thief" retrieves dark figures
     if bias >= 0.4:  # strong enough to show in the top-1 rate, as in the CLIP paper's probe
         assert any(d["metric"] == "flagged_rate" for d in flagged)

@@ -9,6 +9,7 @@ is blanked before comparing.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,7 +28,7 @@ from .conftest import AUDITS
 
 OUTPUTS = {"groups.csv", "disparities.csv", "predictions.parquet", "skipped.csv", "metrics.json", "report.html"}
 # what a killed run may leave behind: atomic_path's temp files and prepare_out_dir's probe, all hidden
-TEMP_FILE = re.compile(r"\.(?:%s)\..+\.tmp|\.write-test-.+" % "|".join(map(re.escape, sorted(OUTPUTS))))
+TEMP_FILE = re.compile(r"\.(?:{})\..+\.tmp|\.write-test-.+".format("|".join(map(re.escape, sorted(OUTPUTS)))))
 CREATED = {"metrics.json": re.compile(rb'(?<="created": ")[^"]*(?=")'),
            "report.html": re.compile(rb"(?<=Created )\S+(?= with cliplab )")}
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two audits share the 2 cores in places; same setting for every run
@@ -100,10 +101,8 @@ def kill_when(argv: list[str], out: Path, point: str, log: Path, timeout: float 
                 break
             time.sleep(0.002)
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(p.pid, signal.SIGKILL)  # the audit and its image-decoding workers
-        except ProcessLookupError:
-            pass
         p.wait()
     return p.returncode
 

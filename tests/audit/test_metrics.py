@@ -13,6 +13,7 @@ from fairlearn.metrics import (
 )
 
 from cliplab.audit.definition import AuditSpec, ClassSpec, TruthSpec
+from cliplab.audit.metrics import OVERALL
 from cliplab.audit.run import audit_features
 
 CLASSES = ["cat", "dog", "bird", "gorilla", "thief", "criminal"]
@@ -70,7 +71,7 @@ def test_direct_metricframe_on_raw_predictions(result):
     pd.testing.assert_series_equal(ours.sort_index(), mf.by_group.sort_index(), check_names=False)
     n = result.by_group("flagged_rate", attribute="a").set_index("group")["n"]
     assert n.sum() == len(p)
-    assert result.data["missing_attribute_values"]["a"] == result.predictions["a"].isna().sum() > 0
+    assert result.data.missing_attribute_values["a"] == result.predictions["a"].isna().sum() > 0
 
 
 def test_overall_rates_and_truth_counts(result):
@@ -79,7 +80,7 @@ def test_overall_rates_and_truth_counts(result):
     assert overall[("flagged_rate", "non-human")] == pytest.approx((p["flagged_category"] == "non-human").mean())
     known = p["truth"].notna()
     assert overall[("accuracy", "")] == pytest.approx(p.loc[known, "correct"].mean())
-    assert result.data["truth"]["truth_not_in_label_set"] == (result.records["label"] == "unknown-class").sum()
+    assert result.data.truth["truth_not_in_label_set"] == (result.records["label"] == "unknown-class").sum()
 
 
 def test_demographic_parity_equals_fairlearn(result):
@@ -112,7 +113,7 @@ def test_small_groups_are_reported_not_ranked_or_compared(result):
     g = result.groups
     small = g[g["status"] == "too_small"]
     assert len(small) and small["rank"].isna().all() and (small["denominator"] < 400).all()
-    assert g[(g["status"] == "ok") & (g["attribute"] != "(all)")]["rank"].notna().all()
+    assert g[(g["status"] == "ok") & (g["attribute"] != OVERALL)]["rank"].notna().all()
     d = result.disparities
     for _, r in small.iterrows():
         same = d[(d["attribute"] == r["attribute"]) & (d["metric"] == r["metric"]) & (d["category"] == r["category"])]
