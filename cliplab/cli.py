@@ -30,6 +30,8 @@ def _image_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $CLIPLAB_CACHE or "
                    "~/.cache/cliplab)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    g.add_argument("--verify-cache", action="store_true", help="key the cache by file content (hashes every file), "
+                   "not path+size+mtime: for files rewritten with the same size and mtime (copies that keep mtimes)")
     g.add_argument("--max-pixels", type=int, help="refuse larger images as decompression bombs (default 64M)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -38,13 +40,16 @@ def _embed_kwargs(args) -> dict:
     from .embed import DEFAULT_CACHE_DIR
 
     kw = dict(batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-              cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE_DIR))
-    if args.max_pixels:
+              cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE_DIR),
+              verify_cache=args.verify_cache)
+    if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels
     return kw
 
 
-def _report_input_notes(n_duplicates: int, truncated=()) -> None:
+def _report_input_notes(n_duplicates: int, truncated=(), notes=()) -> None:
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if n_duplicates:
         print(f"note: {n_duplicates} manifest row(s) name an image an earlier row names too (kept)", file=sys.stderr)
     if truncated:
@@ -98,7 +103,7 @@ def cmd_embed(args) -> int:
     images = select(read_images(args.images, args.image_column), parse_where(args.where))
     result = embed_images(loaded, images, dtype=args.dtype, **_embed_kwargs(args))
     out = write_embeddings(result, args.out)
-    _report_input_notes(images.n_duplicates)
+    _report_input_notes(images.n_duplicates, notes=images.notes)
     _report_skips(result.skipped, out)
     print(f"embedded {len(result)} images ({result.n_cached} from cache, {result.n_encoded} encoded, "
           f"{len(result.skipped)} skipped) with {loaded.identity} -> {out}")
@@ -115,12 +120,15 @@ def cmd_zeroshot(args) -> int:
     result = run_zeroshot(loaded, images, args.classes, args.templates, label_column=args.label_column,
                           **_embed_kwargs(args))
     out = write_zeroshot(result, args.out)
-    _report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"])
+    _report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"], result.notes)
     _report_skips(result.embeddings.skipped, out)
     m = result.metrics
     print(f"zero-shot on {m['n_images']} images, {len(m['classes'])} classes, {len(m['templates'])} template(s): "
           f"acc1 {m['acc1']:.3f}  acc5 {m['acc5']:.3f}  mean per-class recall {m['mean_per_class_recall']:.3f}")
-    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
+    big = not isinstance(m["confusion_matrix"], list)  # too large for metrics.json: a sparse sidecar
+    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}"
+          + (f" (the {len(m['classes'])}x{len(m['classes'])} confusion matrix: {out / 'confusion_matrix.npz'})"
+             if big else ""))
     return 0
 
 
@@ -165,9 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
     _model_args(p)
     _image_args(p)
-    p.add_argument("--classes", required=True, help="class names: a file (one per line) or 'a,b,c'")
-    p.add_argument("--templates", help="templates: a file, a shipped set (default, openai-imagenet, "
-                   "simple-imagenet) or 'a photo of a {}.'; default: default")
+    p.add_argument("--classes", required=True, help="class names: a file (one per line), 'a,b,c' or a JSON list")
+    p.add_argument("--templates", help="templates: a file (one per line), a shipped set (default, openai-imagenet, "
+                   "simple-imagenet), one template 'a photo of a {}, outdoors.' or a JSON list "
+                   "'[\"a photo of a {}.\", \"a {}.\"]'; default: default")
     p.add_argument("--label-column", default="label")
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="only the manifest rows whose COLUMN holds one of the VALUEs, e.g. split=test")
