@@ -13,7 +13,9 @@ import json
 import logging
 import os
 import pickle
+import re
 import socket
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +32,8 @@ RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (ope
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
 NETWORK_PROBE_SECONDS = 3.0
+MAX_INFLATED_ENTRY = 64 << 20  # torch.save stores entries uncompressed; a compressed one inflating past this is refused
+TRAIN_CHECKPOINT_KEYS = {"model", "optimizer", "step", "config"}  # a `cliplab train` checkpoints/step_N.pt
 
 open_clip.add_model_config(CONFIG_DIR)  # registers cliplab-tiny etc. in open_clip's registry
 
@@ -61,9 +65,15 @@ def select_device(device: str | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except RuntimeError as e:
-        raise ModelError(f"unknown device {device!r}: {e}") from None
+        raise ModelError(f"unknown device {device!r}: {str(e).splitlines()[0]}") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ModelError(f"device {device!r} cannot run a model here: use cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but CUDA is not available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ModelError(f"device {device!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError(f"device {device!r} requested but Apple MPS is not available on this machine")
     return dev
 
 
@@ -89,15 +99,16 @@ def load_model(
     if not model:
         raise ModelError("no model architecture given: pass --model NAME (see `cliplab models`)")
     if model.startswith("hf-hub:"):
-        model = "local-dir:" + _fetch_hf_snapshot(model[len("hf-hub:"):])
+        model = "local-dir:" + _fetch_hf_snapshot(_hub_id(model[len("hf-hub:"):]))
         pretrained = None
     if model.startswith("local-dir:"):
         folder = Path(model[len("local-dir:"):])
         weights = open_clip.factory._find_checkpoint_in_dir(folder) if folder.is_dir() else None
         if weights is None:
             raise ModelError(f"{folder} has no {OPEN_CLIP_CONFIG} with weights beside it")
-        name = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_name", model)
-        return _create(model, None, dev, identity=f"{name}@{file_digest(weights)}", name=name)
+        name = read_model_config(folder).get("model_name", model)
+        check_archive(weights)
+        return _create(model, None, dev, identity=f"{name}@{file_digest(weights)}", name=name, weights_file=weights)
     if open_clip.get_model_config(model) is None:
         raise ModelError(f"unknown model architecture {model!r}; cliplab's own: {', '.join(tiny_model_names())}; "
                          "`cliplab models` lists all")
@@ -106,6 +117,10 @@ def load_model(
         return replace(_create(model, None, dev, identity=f"{model}@random-seed{seed}", name=model), random_init=True)
     path = Path(pretrained).expanduser()
     if path.is_file():
+        check_archive(path)
+        train_state = _train_checkpoint_model(path)
+        if train_state is not None:
+            return _from_train_checkpoint(model, path, train_state, dev)
         return _create(model, str(path), dev, identity=f"{model}@{file_digest(path)}", name=model)
     tag_cfg = open_clip.get_pretrained_cfg(model, pretrained)
     if not tag_cfg:
@@ -126,14 +141,102 @@ def _resolve_directory(model: str | None, folder: Path) -> tuple[str, str | None
     if not (folder / OPEN_CLIP_CONFIG).is_file():
         raise ModelError(f"{folder} is a directory but neither a cliplab run (no {RUN_MODEL_DIR}/{OPEN_CLIP_CONFIG}) "
                          f"nor an open_clip local-dir folder (no {OPEN_CLIP_CONFIG}); has the run finished?")
-    saved = json.loads((folder / OPEN_CLIP_CONFIG).read_text()).get("model_name")
+    saved = read_model_config(folder).get("model_name")
     if model and saved and model != saved:
         raise ModelError(f"--model {model} does not match the run in {folder}, which is a {saved}")
     return f"local-dir:{folder}", None
 
 
+def read_model_config(folder: Path) -> dict[str, Any]:
+    """A local-dir folder's open_clip_config.json: a JSON object with a ``model_cfg`` object."""
+    path = folder / OPEN_CLIP_CONFIG
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ModelError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise ModelError(f"{path}: not valid JSON ({e.msg}, line {e.lineno})") from None
+    except OSError as e:
+        raise ModelError(f"cannot read {path}: {e.strerror or e}") from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_cfg"), dict):
+        got = f"a JSON {type(config).__name__}" if not isinstance(config, dict) else "an object without one"
+        raise ModelError(f"{path}: expected a JSON object with a \"model_cfg\" object (open_clip's local-dir "
+                         f"layout), got {got}")
+    return config
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _hub_id(repo_id: str) -> str:
+    """A Hugging Face repository id (``owner/name``), checked before it reaches the hub client."""
+    if not _HUB_ID.match(repo_id) or ".." in repo_id or repo_id.endswith((".", "-")):
+        raise ModelError(f"hf-hub:{repo_id}: not a Hugging Face repository id (expected hf-hub:OWNER/NAME, "
+                         "e.g. hf-hub:timm/ViT-B-16-SigLIP); for a local folder use --model local-dir:PATH")
+    return repo_id
+
+
+def check_archive(path: str | Path) -> None:
+    """Refuse a zip checkpoint whose entries would inflate beyond what torch.save writes (a zip bomb),
+    from the archive's directory, before anything is decompressed."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as z:
+            entries = z.infolist()
+    except (OSError, zipfile.BadZipFile):
+        return  # torch.load will say what is wrong with it
+    for e in entries:
+        if e.compress_type != zipfile.ZIP_STORED and e.file_size > MAX_INFLATED_ENTRY:
+            raise ModelError(f"refused to load {path}: its entry {e.filename} inflates from {e.compress_size:,} to "
+                             f"{e.file_size:,} bytes (torch.save writes entries uncompressed; a zip bomb?)")
+
+
+def _train_checkpoint_model(path: Path) -> dict[str, Any] | None:
+    """The model state of a `cliplab train` checkpoint (step_N.pt), or None for any other file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip torch file, or not loadable: open_clip's loader reports it
+        return None
+    if isinstance(state, dict) and set(state) >= TRAIN_CHECKPOINT_KEYS and isinstance(state["model"], dict):
+        return state
+    return None
+
+
+def _from_train_checkpoint(model: str, path: Path, state: dict[str, Any], device: torch.device) -> LoadedModel:
+    """A model from the weights under ``model`` in a training checkpoint (its optimizer state unused)."""
+    saved = state["config"].get("model") if isinstance(state["config"], dict) else None
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    if saved and saved != model:
+        raise ModelError(f"{path} is a cliplab train checkpoint of a {saved}, not a {model}: pass --model {saved} "
+                         f"(or the run folder, --pretrained {run})")
+    loaded = _create(model, None, device, identity=f"{model}@{file_digest(path)}", name=model)
+    weights = {k.removeprefix("module."): v for k, v in state["model"].items()}
+    try:
+        loaded.model.load_state_dict(weights)
+    except RuntimeError:
+        raise ModelError(f"{path} is a cliplab train checkpoint whose weights do not fit {model} (the run changed "
+                         f"the architecture's settings?); pass the run folder instead: --pretrained {run}") from None
+    loaded.model.to(device)
+    return loaded
+
+
+def _readable_weights(path: str) -> bool:
+    """Whether the whole weights file reads (so a loading error is about fit, not a damaged file)."""
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            load_file(path)
+        else:
+            torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:
+        return False
+    return True
+
+
 def _create(spec: str, weights: str | None, device: torch.device, identity: str, name: str,
-            **kwargs: Any) -> LoadedModel:
+            weights_file: str | None = None, **kwargs: Any) -> LoadedModel:
     quiet = _DropRandomInitWarning()  # cliplab says "random" in the identity; open_clip's warning is noise
     logging.getLogger().addFilter(quiet)
     try:
@@ -146,6 +249,9 @@ def _create(spec: str, weights: str | None, device: torch.device, identity: str,
         if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
             raise ModelError(f"checkpoint {weights or spec} does not fit architecture {name}: it was saved from a "
                              "different architecture (pass the matching --model)") from None
+        if _readable_weights(weights or weights_file or ""):  # read whole, yet refused: its tensors' shapes
+            raise ModelError(f"checkpoint {weights or spec} does not fit architecture {name}: its tensors have other "
+                             f"shapes ({msg.splitlines()[0][:100]}); pass the matching --model") from None
         raise ModelError(f"cannot read checkpoint {weights or spec}: not a complete PyTorch weights file "
                          f"(truncated or corrupted?): {msg.splitlines()[0][:120]}") from None
     except Exception as e:  # torch.load raises many types on garbage bytes; all mean "not a checkpoint"

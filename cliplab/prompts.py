@@ -5,6 +5,7 @@ A template marks the class name with ``{}``. Shipped sets live in ``cliplab/temp
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,8 +26,9 @@ def fill(template: str, classname: str) -> str:
     return template.replace("{}", classname)
 
 
-def _read_list(spec: str | Path, what: str) -> list[str]:
-    """Entries of a .txt (one per line, # comments), .yaml/.json list, or comma-separated string."""
+def _read_list(spec: str | Path, what: str, split_commas: bool = True) -> list[str]:
+    """Entries of a .txt (one per line, # comments), .yaml/.json list, an inline JSON list
+    (``'["a {}.", "b, {}"]'``), or an inline string: comma-separated if ``split_commas``, else one entry."""
     path = Path(spec).expanduser()
     if path.is_file():
         try:
@@ -42,18 +44,31 @@ def _read_list(spec: str | Path, what: str) -> list[str]:
                 raise InputError(f"{path}: expected a list of {what}")
             return [str(i).strip() for i in items]
         return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    text = str(spec).strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{what} given inline as a JSON list do not parse: {e.msg} "
+                             f"(at character {e.pos})") from None
+        if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+            raise InputError(f"{what} given inline as JSON must be a list of strings")
+        return [i.strip() for i in items]
     if isinstance(spec, str) and (path.suffix.lower() in (".txt", ".yaml", ".yml", ".json", ".csv") or "/" in spec):
         raise InputError(f"{spec}: no such {what} file")
-    return [s.strip() for s in str(spec).split(",") if s.strip()]
+    if not split_commas:
+        return [text] if text else []
+    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def load_templates(spec: str | Path | Sequence[str] | None = None) -> list[str]:
-    """Templates from a shipped set name, a file, a comma list or a list; validated."""
+    """Templates from a shipped set name, a file, an inline JSON list, one inline template, or a list;
+    validated. An inline string is one template, commas and all (templates contain commas)."""
     if spec is None:
         spec = DEFAULT_TEMPLATES
     if isinstance(spec, (str, Path)) and str(spec) in template_sets():
         spec = TEMPLATE_DIR / f"{spec}.txt"
-    templates = list(spec) if not isinstance(spec, (str, Path)) else _read_list(spec, "templates")
+    templates = list(spec) if not isinstance(spec, (str, Path)) else _read_list(spec, "templates", split_commas=False)
     return validate_templates(templates)
 
 
@@ -64,15 +79,14 @@ def validate_templates(templates: Sequence[str]) -> list[str]:
     bad = [t for t in templates if "{}" not in t]
     if bad:
         raise InputError(f"template {bad[0]!r} has no {{}} to mark the class name ({len(bad)} such)")
-    seen: set[str] = set()
-    dupes = [t for t in templates if t in seen or seen.add(t)]
+    dupes = [t for i, t in enumerate(templates) if t in templates[:i]]
     if dupes:
         raise InputError(f"template {dupes[0]!r} is given twice")
     return templates
 
 
 def load_classes(spec: str | Path | Sequence[str]) -> list[str]:
-    """Class names from a file (one per line, or a YAML list), a comma list, or a list; validated."""
+    """Class names from a file (one per line, or a YAML list), a comma list, an inline JSON list, or a list."""
     classes = list(spec) if not isinstance(spec, (str, Path)) else _read_list(spec, "class names")
     return validate_classes(classes)
 

@@ -2,26 +2,32 @@
 
 The classifier is the CLIP paper's prompt ensemble: each class's prompts are encoded,
 L2-normalised, averaged and re-normalised. Metrics follow CLIP_benchmark: acc1, acc5 and
-mean per-class recall (balanced accuracy), plus the confusion matrix.
+mean per-class recall (balanced accuracy), plus the confusion matrix (in metrics.json up to
+`MAX_JSON_CLASSES` classes; beyond, as a sparse sidecar file, confusion_matrix.npz).
 """
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 import torch
-from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+from sklearn.metrics import balanced_accuracy_score
 
-from .atomic import prepare_out_dir, write_json, write_table
+from .atomic import output_set, prepare_out_dir
 from .data import ImageSet, read_images
 from .embed import ImageEmbeddings, embed_images, embed_texts
 from .errors import InputError
 from .models import LoadedModel
 from .prompts import fill, load_classes, load_templates, validate_classes, validate_templates
+
+MAX_JSON_CLASSES = 100  # a larger confusion matrix goes to a sparse sidecar, not into metrics.json
+CONFUSION_FILE = "confusion_matrix.npz"  # scipy.sparse.load_npz; rows true class, columns predicted
+OUTPUT_COLUMNS = ("prediction", "probability", "correct", "top5")  # what predictions.csv adds to the manifest
 
 
 def ensemble(text_features: np.ndarray, n_classes: int, n_templates: int) -> np.ndarray:
@@ -62,7 +68,8 @@ class ZeroShotClassifier:
         features = embed_texts(loaded, [p for ps in prompts for p in ps])
         ends = np.cumsum([len(ps) for ps in prompts])
         columns = [ensemble(features[end - len(ps):end], 1, len(ps))[:, 0] for ps, end in zip(prompts, ends)]
-        scale = float(loaded.model.logit_scale.exp().item()) if hasattr(loaded.model, "logit_scale") else 100.0
+        logit_scale: torch.Tensor | None = getattr(loaded.model, "logit_scale", None)
+        scale = float(logit_scale.exp().item()) if logit_scale is not None else 100.0
         return cls(classnames, templates, np.stack(columns, axis=1), min(scale, 100.0))
 
     def logits(self, image_features: np.ndarray) -> np.ndarray:
@@ -93,29 +100,45 @@ class Predictions:
 
 
 def labels_to_indices(labels: Sequence[str], classnames: Sequence[str]) -> np.ndarray:
-    """Map true labels to class indices; labels that are not classes are an input error."""
+    """Map true labels to class indices; labels that are not classes are an input error.
+
+    A label that matches a class only when case and surrounding spaces are ignored (`` Kite`` for
+    ``kite``) is matched (class names are unique case-insensitively); `fold_matches` counts them.
+    """
     index = {c: i for i, c in enumerate(classnames)}
-    unknown = sorted({str(x) for x in labels if x not in index})
+    folded = {c.strip().casefold(): i for i, c in enumerate(classnames)}
+    unknown = sorted({str(x) for x in labels if x not in index and str(x).strip().casefold() not in folded})
     if unknown:
         shown = ", ".join(repr(u) for u in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise InputError(f"{len(unknown)} label value(s) are not among the classes: {shown}")
-    return np.array([index[x] for x in labels], dtype=np.int64)
+    return np.array([index[x] if x in index else folded[str(x).strip().casefold()] for x in labels], dtype=np.int64)
+
+
+def fold_matches(labels: Sequence[str], classnames: Sequence[str]) -> dict[str, str]:
+    """Labels that match a class only ignoring case and surrounding spaces: {label: class}."""
+    exact = set(classnames)
+    folded = {c.strip().casefold(): c for c in classnames}
+    return {x: folded[x.strip().casefold()] for x in dict.fromkeys(labels) if x not in exact}
 
 
 def zeroshot_metrics(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, k: int = 5) -> dict:
-    """acc1, acc{k}, mean_per_class_recall and the confusion matrix (rows true, columns predicted)."""
+    """acc1, acc{k}, mean_per_class_recall and the confusion matrix (rows true, columns predicted):
+    a list of lists up to MAX_JSON_CLASSES classes, else a scipy.sparse CSR matrix (10,000 classes
+    would be 10^8 cells; an image set fills at most one cell per image)."""
     logits = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
     y_true = np.asarray(y_true)
     n_classes = logits.shape[1]
     order = np.argsort(-logits, axis=1, kind="stable")
     pred = order[:, 0]
     in_topk = (order[:, :min(k, n_classes)] == y_true[:, None]).any(axis=1)
+    cm = scipy.sparse.coo_matrix((np.ones(len(y_true), dtype=np.int64), (y_true, pred)),
+                                 shape=(n_classes, n_classes)).tocsr()
     return {
         "acc1": float((pred == y_true).mean()),
         f"acc{k}": float(in_topk.mean()),
         "mean_per_class_recall": _balanced_accuracy(y_true, pred),
         "n_images": len(y_true),
-        "confusion_matrix": confusion_matrix(y_true, pred, labels=list(range(n_classes))).tolist(),
+        "confusion_matrix": cm.toarray().tolist() if n_classes <= MAX_JSON_CLASSES else cm,
     }
 
 
@@ -131,6 +154,7 @@ class ZeroShotResult:
     predictions: pd.DataFrame
     classifier: ZeroShotClassifier
     embeddings: ImageEmbeddings
+    notes: list[str] = field(default_factory=list)  # odd but usable input, for the caller to report
 
     def write(self, out: str | Path) -> Path:
         """metrics.json, predictions.csv and skipped.csv in ``out`` (see :func:`write_zeroshot`)."""
@@ -160,35 +184,62 @@ def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Se
     """Embed an image set (cached), classify it zero-shot and score it against ``label_column``."""
     if not isinstance(images, ImageSet):
         images = read_images(images)
-    if label_column not in images.records.columns:
-        cols = ", ".join(c for c in images.records.columns if c != "path")
+    columns = images.records.columns
+    if label_column not in columns:
+        cols = ", ".join(c for c in columns if c != "path")
         raise InputError(f"no label column {label_column!r} in {images.source} (columns: {cols})")
+    clash = [c for c in OUTPUT_COLUMNS if c in columns]
+    if clash:
+        raise InputError(f"{images.source} has a column {clash[0]!r}, which predictions.csv uses for its own "
+                         f"output ({', '.join(OUTPUT_COLUMNS)}); rename that column")
+    if images.records[label_column].isna().all():
+        raise InputError(f"label column {label_column!r} of {images.source} is empty in all {len(images)} rows: "
+                         "nothing to score (pass --label-column, or fill in the labels)")
     clf = ZeroShotClassifier.build(loaded, load_classes(classes), load_templates(templates))
     emb = embed_images(loaded, images, **embed_kwargs)
     labels = emb.records[label_column]
     has_label = labels.notna().to_numpy()
+    if not has_label.any():
+        raise InputError(f"none of the {len(emb)} embedded images has a {label_column!r} label: nothing to score")
     pred = clf.predict(emb.features)
-    y = labels_to_indices(labels[has_label].astype(str).tolist(), clf.classnames)
+    given = labels[has_label].astype(str).tolist()
+    y = labels_to_indices(given, clf.classnames)
     metrics = {"random_init": loaded.random_init} | zeroshot_metrics(pred.logits[has_label], y)
     prompts = {fill(t, c) for t in clf.templates for c in clf.classnames}
+    folded = fold_matches(given, clf.classnames)
     metrics.update(n_skipped=len(emb.skipped), n_unlabelled=int((~has_label).sum()), n_cached=emb.n_cached,
-                   n_duplicate_rows=images.n_duplicates,
+                   n_duplicate_rows=images.n_duplicates, n_labels_matched_ignoring_case=sum(x in folded for x in given),
                    truncated_prompts=sorted(prompts & loaded.truncated_texts),
                    model=loaded.identity, classes=clf.classnames, templates=clf.templates,
                    skipped=[{"path": s.path, "reason": s.reason} for s in emb.skipped])
+    notes = list(images.notes)
+    if folded:
+        first = next(iter(folded.items()))
+        notes.append(f"{metrics['n_labels_matched_ignoring_case']} label(s) match a class only ignoring case or "
+                     f"surrounding spaces and were scored as that class (e.g. {first[0]!r} as {first[1]!r})")
+    if metrics["n_unlabelled"]:
+        notes.append(f"{metrics['n_unlabelled']} image(s) have an empty {label_column!r} and are not scored")
     table = emb.records.drop(columns=["path"]).copy()
     table.insert(0, "path", emb.records["path"])
     table["prediction"] = pred.labels
     table["probability"] = pred.probs[np.arange(len(pred.top1)), pred.top1]
-    table["correct"] = np.where(has_label, table["prediction"] == labels.astype(str), np.nan)
+    truth = np.full(len(table), -1)
+    truth[has_label] = y
+    table["correct"] = np.where(has_label, pred.top1 == truth, np.nan)
     table["top5"] = ["|".join(clf.classnames[j] for j in row) for row in pred.topk]
-    return ZeroShotResult(metrics, table, clf, emb)
+    return ZeroShotResult(metrics, table, clf, emb, notes)
 
 
 def write_zeroshot(result: ZeroShotResult, out: str | Path) -> Path:
-    """metrics.json, predictions.csv and skipped.csv in ``out``, each written atomically."""
+    """predictions.csv, skipped.csv (and a large confusion matrix's sidecar) with metrics.json written
+    last as their manifest (atomic.output_set): never a new metrics.json beside old predictions."""
     out = prepare_out_dir(out)
-    write_table(out / "predictions.csv", result.predictions)
-    write_table(out / "skipped.csv", pd.DataFrame(result.metrics["skipped"], columns=["path", "reason"]))
-    write_json(out / "metrics.json", result.metrics)
+    metrics = dict(result.metrics)  # serialised when the set is complete: the sidecar's name goes in first
+    with output_set(out, "metrics.json", metrics) as files:
+        if scipy.sparse.issparse(metrics["confusion_matrix"]):
+            with open(files.path(CONFUSION_FILE), "wb") as f:
+                scipy.sparse.save_npz(f, metrics["confusion_matrix"])
+            metrics["confusion_matrix"] = CONFUSION_FILE
+        files.table("predictions.csv", result.predictions)
+        files.table("skipped.csv", pd.DataFrame(result.metrics["skipped"], columns=["path", "reason"]))
     return out

@@ -33,9 +33,9 @@ def test_manifest_paths_relative_to_manifest_folder(tmp_path):
 
 def test_parquet_manifest_and_named_column(tmp_path):
     _png(tmp_path / "x.png")
-    pd.DataFrame({"filepath": ["x.png"], "path": ["keep me"]}).to_parquet(tmp_path / "m.parquet")
+    pd.DataFrame({"filepath": ["x.png"], "note": ["keep me"]}).to_parquet(tmp_path / "m.parquet")
     s = read_images(tmp_path / "m.parquet")
-    assert s.paths == [str(tmp_path / "x.png")] and s.records["path_"].tolist() == ["keep me"]
+    assert s.paths == [str(tmp_path / "x.png")] and s.records["note"].tolist() == ["keep me"]
     with pytest.raises(InputError, match="no column 'img'"):
         read_images(tmp_path / "m.parquet", image_column="img")
 

@@ -14,7 +14,9 @@ def test_templates_from_file_comma_and_list(tmp_path):
     f = tmp_path / "t.txt"
     f.write_text("# comment\na photo of a {}.\n\n  a drawing of a {}.  \n")
     assert load_templates(f) == ["a photo of a {}.", "a drawing of a {}."]
-    assert load_templates("a {}, b {}") == ["a {}", "b {}"]
+    assert load_templates("a photo of a {}, in the rain.") == ["a photo of a {}, in the rain."]  # one template
+    assert load_templates('["a {}, b", "c {}"]') == ["a {}, b", "c {}"]  # inline JSON list
+    assert load_classes('["a, b", "c"]') == ["a, b", "c"] and load_classes("a,b") == ["a", "b"]
     y = tmp_path / "t.yaml"
     y.write_text("- 'x {}'\n- 'y {}'\n")
     assert load_templates(y) == ["x {}", "y {}"]

@@ -68,6 +68,8 @@ def add_image_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default=None, help="embedding cache folder (default: $CLIPLAB_CACHE or "
                    "~/.cache/cliplab)")
     g.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    g.add_argument("--verify-cache", action="store_true", help="key the cache by file content (hashes every file), "
+                   "not path+size+mtime: for files rewritten with the same size and mtime (copies that keep mtimes)")
 
 
 def add_where_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -94,14 +96,18 @@ def embed_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     from ..embed import DEFAULT_CACHE_DIR
 
     kw: dict[str, Any] = dict(batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
-                              cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE_DIR))
-    if args.max_pixels:
+                              cache_dir=None if args.no_cache else (args.cache_dir or DEFAULT_CACHE_DIR),
+                              verify_cache=args.verify_cache)
+    if args.max_pixels is not None:
         kw["max_pixels"] = args.max_pixels
     return kw
 
 
-def report_input_notes(n_duplicates: int, truncated: Sequence[str] = ()) -> None:
-    """Odd but accepted input, on stderr: duplicate manifest rows, prompts cut to the context."""
+def report_input_notes(n_duplicates: int, truncated: Sequence[str] = (), notes: Sequence[str] = ()) -> None:
+    """Odd but accepted input, on stderr: the library's notes, duplicate manifest rows, prompts cut
+    to the context."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     if n_duplicates:
         print(f"note: {n_duplicates} manifest row(s) name an image an earlier row names too (kept)", file=sys.stderr)
     if truncated:

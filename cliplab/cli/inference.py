@@ -30,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
     add_model_args(p)
     add_image_args(p)
-    p.add_argument("--classes", required=True, help="class names: a file (one per line) or 'a,b,c'")
-    p.add_argument("--templates", help="templates: a file, a shipped set (default, openai-imagenet, "
-                   "simple-imagenet) or 'a photo of a {}.'; default: default")
+    p.add_argument("--classes", required=True, help="class names: a file (one per line), 'a,b,c' or a JSON list")
+    p.add_argument("--templates", help="templates: a file (one per line), a shipped set (default, openai-imagenet, "
+                   "simple-imagenet), one template 'a photo of a {}, outdoors.' or a JSON list "
+                   "'[\"a photo of a {}.\", \"a {}.\"]'; default: default")
     p.add_argument("--label-column", default="label", help="manifest column with the true class (default label)")
     add_where_arg(p)
     add_out_arg(p, "metrics.json, predictions.csv, skipped.csv")
@@ -47,7 +48,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     loaded = load_model_from_args(args)
     result = embed_images(loaded, images, dtype=args.dtype, **embed_kwargs(args))
     out = result.write(args.out)
-    report_input_notes(images.n_duplicates)
+    report_input_notes(images.n_duplicates, notes=images.notes)
     report_skips(result.skipped, out)
     print(f"{result.summary()} -> {out}")
     return 0
@@ -64,8 +65,12 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     loaded = load_model_from_args(args)
     result = run_zeroshot(loaded, images, classes, templates, label_column=args.label_column, **embed_kwargs(args))
     out = result.write(args.out)
-    report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"])
+    report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"], result.notes)
     report_skips(result.embeddings.skipped, out)
     print(result.summary())
-    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}")
+    m = result.metrics
+    big = not isinstance(m["confusion_matrix"], list)  # too large for metrics.json: a sparse sidecar
+    print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}"
+          + (f" (the {len(m['classes'])}x{len(m['classes'])} confusion matrix: {out / 'confusion_matrix.npz'})"
+             if big else ""))
     return 0

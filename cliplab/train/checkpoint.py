@@ -19,7 +19,7 @@ import torch
 
 from ..atomic import atomic_path, write_json
 from ..errors import ModelError, OutputError
-from ..models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR
+from ..models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR, TRAIN_CHECKPOINT_KEYS, check_archive
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
@@ -27,7 +27,8 @@ _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as plain types (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    _kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    assert isinstance(keys, np.ndarray)  # legacy=True: the MT19937 tuple, never the dict form
     state = {"python": _to_plain(random.getstate()), "torch": torch.get_rng_state(),
              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                        "has_gauss": int(has_gauss), "gauss": float(gauss)}}
@@ -110,14 +111,15 @@ def resolve_resume(run_dir: Path, resume: str) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A cliplab training checkpoint, loaded safely (weights_only=True)."""
+    """A cliplab training checkpoint, loaded safely (weights_only=True, zip bombs refused unread)."""
+    check_archive(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise ModelError(f"refused to load {path}: not a plain checkpoint ({str(e).splitlines()[0]})") from None
     except (EOFError, RuntimeError, OSError) as e:
         raise ModelError(f"cannot read checkpoint {path}: {(str(e).splitlines() or [type(e).__name__])[0]}") from None
-    if not isinstance(state, dict) or not {"model", "optimizer", "step", "config"} <= set(state):
+    if not isinstance(state, dict) or not set(state) >= TRAIN_CHECKPOINT_KEYS:
         raise ModelError(f"{path} is not a cliplab training checkpoint (no model/optimizer/step/config); "
                          "to start from its weights use --set pretrained=PATH")
     return state
