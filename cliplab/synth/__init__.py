@@ -18,13 +18,14 @@ from .scenes import synthesize_scenes
 __all__ = ["ATTRIBUTES", "MARKER", "STYLES", "WORLDS", "SynthConfig", "heldout_lists", "synthesize"]
 
 
-def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = False) -> Path:
+def synthesize(out_dir: str | Path, config: SynthConfig | None = None, progress: bool = False) -> Path:
     """Generate the data set in ``out_dir`` and return the path to ``out_dir/metadata.csv``.
 
+    ``config`` defaults to ``SynthConfig()`` (the scenes world, 3,000 images, seed 0, no planted bias).
     Refuses (OutputError) a non-empty folder that an earlier ``cliplab synth`` did not write; in one it
     did, it replaces its own files and leaves any other file alone.
     """
-    cfg = config.resolved()
+    cfg = (config or SynthConfig()).resolved()
     out = Path(out_dir).expanduser()
     if cfg.world == "legacy":
         return synthesize_legacy(out, cfg, progress)

@@ -15,6 +15,7 @@ import json
 import os
 from itertools import product
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -94,8 +95,8 @@ def _render(label: str, tone: str, age: str, size: int, rng: np.random.Generator
     child = age == "child"
     H = S * (0.6 if child else 0.9) * rng.uniform(0.96, 1.04)
     fx, fb = S * (0.3 + rng.uniform(-0.04, 0.04)), S * rng.uniform(0.95, 0.985)
-    cloth = tuple(int(v * 255) for v in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35),
-                                                             rng.uniform(0.35, 0.75)))
+    cloth = cast(Color, tuple(int(v * 255) for v in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35),
+                                                             rng.uniform(0.35, 0.75))))
     skin, lw = SKIN[tone], max(1, round(S / 64))
     hr = H * (0.16 if child else 0.12)
     sy = fb - H + 2 * hr + 0.02 * H  # shoulder line
@@ -109,12 +110,12 @@ def _render(label: str, tone: str, age: str, size: int, rng: np.random.Generator
         d.line([(fx + sx * H, sy + 0.03 * H), (hx, hy)], fill=cloth, width=max(1, round(0.07 * H)))
     d.ellipse([fx - hr, sy - 0.02 * H - 2 * hr, fx + hr, sy - 0.02 * H], fill=skin, outline=OUTLINE, width=lw)
     s = S * 0.38 * rng.uniform(0.92, 1.08)
-    col = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in OBJECT_COLORS[label])
+    col = cast(Color, tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in OBJECT_COLORS[label]))
     (hx, hy), hr2 = hands[1], 0.06 * H
     _draw_object(d, label, hx + 0.45 * s, hy - 0.12 * s, s, col)
     for hx, hy in hands:
         d.ellipse([hx - hr2, hy - hr2, hx + hr2, hy + hr2], fill=skin, outline=OUTLINE, width=lw)
-    img = img.resize((size, size), Image.LANCZOS)
+    img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.float32) + rng.normal(0, rng.uniform(0, 4), (size, size, 1))
     return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB")
 
@@ -164,6 +165,8 @@ LEGACY_FIELDS = ("n", "seed", "bias", "size", "test_fraction", "bias_attribute",
 
 def synthesize_legacy(out: Path, cfg: SynthConfig, progress: bool = False) -> Path:
     """Generate the legacy data set in ``out`` (a folder synth owns) and return ``out/metadata.csv``."""
+    assert cfg.size is not None  # resolved by synthesize()
+    size = cfg.size
     cells = list(product(CLASSES, ATTRIBUTES["tone"], ATTRIBUTES["age"]))
     n_test = round(cfg.n * cfg.test_fraction)
     n_train = cfg.n - n_test
@@ -188,7 +191,7 @@ def synthesize_legacy(out: Path, cfg: SynthConfig, progress: bool = False) -> Pa
         from tqdm import tqdm
         it = tqdm(it, total=len(jobs), desc="synthesize", unit="img")
     for rel, (split, i, (label, tone, age)) in it:
-        img = _render(label, tone, age, cfg.size, np.random.default_rng([cfg.seed, int(split == "test"), i]))
+        img = _render(label, tone, age, size, np.random.default_rng([cfg.seed, int(split == "test"), i]))
         buf = io.BytesIO()
         img.save(buf, format="PNG")
         write_file(out / rel, buf.getvalue())

@@ -90,14 +90,17 @@ def render(label: str, tone: str, age: str, scene: str, size: int,
     H = S * (rng.uniform(0.45, 0.56) if age == "child" else rng.uniform(0.76, 0.9))
     fx, fb = S * rng.uniform(0.2, 0.36), S * rng.uniform(0.94, 0.99)
     cloth = _hsv(rng.random(), rng.uniform(0.1, 0.5), rng.uniform(0.3, 0.75))
-    skin = tuple(int(np.clip(c + rng.integers(-10, 11), 0, 255)) for c in SKIN[tone])
+    jitter = rng.integers(-10, 11, 3)
+    skin = (int(np.clip(SKIN[tone][0] + jitter[0], 0, 255)), int(np.clip(SKIN[tone][1] + jitter[1], 0, 255)),
+            int(np.clip(SKIN[tone][2] + jitter[2], 0, 255)))
     hr = H * (0.16 if age == "child" else 0.115)
     sy = fb - H + 2 * hr + 0.02 * H  # shoulder line
     hip = sy + 0.45 * (fb - sy)
     for dx in (-0.06, 0.06):  # legs
         p.poly([(mx(fx + (dx - 0.045) * H), hip - 1), (mx(fx + (dx + 0.045) * H), hip - 1),
                 (mx(fx + (dx + 0.045) * H), fb), (mx(fx + (dx - 0.045) * H), fb)], _scale(cloth, 0.7))
-    p.poly([(mx(fx - 0.15 * H), sy), (mx(fx + 0.15 * H), sy), (mx(fx + 0.12 * H), hip), (mx(fx - 0.12 * H), hip)], cloth)
+    p.poly([(mx(fx - 0.15 * H), sy), (mx(fx + 0.15 * H), sy), (mx(fx + 0.12 * H), hip), (mx(fx - 0.12 * H), hip)],
+           cloth)
     hands = [(fx - 0.2 * H, sy + rng.uniform(0.25, 0.38) * H), (fx + 0.3 * H, sy + rng.uniform(0.02, 0.3) * H)]
     for (hx, hy), dx in zip(hands, (-0.13, 0.13)):
         p.line([(mx(fx + dx * H), sy + 0.03 * H), (mx(hx), hy)], cloth, round(0.07 * H))
@@ -121,11 +124,11 @@ def finish(img: Image.Image, mask: Image.Image, size: int, style: str, rng: np.r
     if style == "sketch":  # dark outlines of everything on white paper
         edges = img.convert("L").filter(ImageFilter.FIND_EDGES).point(lambda v: 255 if v > 24 else 0)
         ink = edges.filter(ImageFilter.MaxFilter(5))
-        small = Image.eval(ink, lambda v: 255 - v).resize((size, size), Image.LANCZOS)
+        small = Image.eval(ink, lambda v: 255 - v).resize((size, size), Image.Resampling.LANCZOS)
         return small.convert("RGB")
     if style == "silhouette":  # the person and the object in black on white, no scene
-        return Image.eval(mask, lambda v: 255 - v).resize((size, size), Image.LANCZOS).convert("RGB")
-    small = img.resize((size, size), Image.LANCZOS)
+        return Image.eval(mask, lambda v: 255 - v).resize((size, size), Image.Resampling.LANCZOS).convert("RGB")
+    small = img.resize((size, size), Image.Resampling.LANCZOS)
     if style == "cartoon":
         pal = Image.new("P", (1, 1))
         pal.putpalette([v for c in CARTOON_PALETTE for v in c] * (256 // len(CARTOON_PALETTE)))

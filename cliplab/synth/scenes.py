@@ -22,8 +22,19 @@ from .config import ATTRIBUTES, STYLES, SynthConfig
 from .legacy import write_file
 from .output import claim_folder, release_folder
 from .render import finish, render
-from .vocab import (AGE_WORDS, CLASSES, HELDOUT_NAMES, HELDOUT_TEMPLATES, PERSON_MIX, SCENES, TONE_WORDS,
-                    TRAIN_NAMES, TRAIN_TEMPLATES, person_phrase, zero_shot_templates)
+from .vocab import (
+    AGE_WORDS,
+    CLASSES,
+    HELDOUT_NAMES,
+    HELDOUT_TEMPLATES,
+    PERSON_MIX,
+    SCENES,
+    TONE_WORDS,
+    TRAIN_NAMES,
+    TRAIN_TEMPLATES,
+    person_phrase,
+    zero_shot_templates,
+)
 
 COLUMNS = ["image", "caption", "label", "heldout_name", "split", "style", "tone", "age", "scene", "biased"]
 CLASS_SCENE = {c: SCENES[i % len(SCENES)] for i, c in enumerate(CLASSES)}  # the spurious pairing (train)

@@ -40,7 +40,8 @@ def _guitar() -> list[Prim]:
 
 def _book() -> list[Prim]:
     return [("poly", rect(-0.3, -0.4, 0.3, 0.4), "main", 0), ("poly", rect(-0.3, -0.4, -0.18, 0.4), "dark", 0),
-            ("line", [(-0.08, -0.2), (0.2, -0.2)], "light", 0.05), ("line", [(-0.08, -0.05), (0.2, -0.05)], "light", 0.05)]
+            ("line", [(-0.08, -0.2), (0.2, -0.2)], "light", 0.05),
+            ("line", [(-0.08, -0.05), (0.2, -0.05)], "light", 0.05)]
 
 
 def _flower() -> list[Prim]:
@@ -51,7 +52,8 @@ def _flower() -> list[Prim]:
 
 
 def _ball() -> list[Prim]:
-    return [("poly", ellipse(0, 0, 0.38, 0.38), "main", 0), ("line", ellipse(-0.38, 0, 0.3, 0.36, -70, 70), "light", 0.06),
+    return [("poly", ellipse(0, 0, 0.38, 0.38), "main", 0),
+            ("line", ellipse(-0.38, 0, 0.3, 0.36, -70, 70), "light", 0.06),
             ("line", ellipse(0.38, 0, 0.3, 0.36, 110, 250), "light", 0.06)]
 
 
@@ -62,7 +64,8 @@ def _cup() -> list[Prim]:
 
 
 def _key() -> list[Prim]:
-    return [("line", ellipse(-0.28, -0.02, 0.17, 0.17), "main", 0.1), ("poly", rect(-0.12, -0.06, 0.5, 0.06), "main", 0),
+    return [("line", ellipse(-0.28, -0.02, 0.17, 0.17), "main", 0.1),
+            ("poly", rect(-0.12, -0.06, 0.5, 0.06), "main", 0),
             ("poly", rect(0.22, 0.0, 0.3, 0.2), "main", 0), ("poly", rect(0.38, 0.0, 0.46, 0.24), "main", 0)]
 
 
@@ -72,9 +75,10 @@ def _phone() -> list[Prim]:
 
 
 def _umbrella() -> list[Prim]:
-    canopy = ellipse(0, 0, 0.5, 0.38, 180, 360) + [(0.33, 0.02), (0.17, -0.04), (0, 0.02), (-0.17, -0.04), (-0.33, 0.02)]
-    return [("line", [(0, -0.05), (0, 0.42)], "dark", 0.05), ("line", ellipse(-0.08, 0.42, 0.08, 0.08, 0, 180), "dark", 0.05),
-            ("poly", canopy, "main", 0)]
+    scallops = [(0.33, 0.02), (0.17, -0.04), (0, 0.02), (-0.17, -0.04), (-0.33, 0.02)]
+    return [("line", [(0, -0.05), (0, 0.42)], "dark", 0.05),
+            ("line", ellipse(-0.08, 0.42, 0.08, 0.08, 0, 180), "dark", 0.05),
+            ("poly", ellipse(0, 0, 0.5, 0.38, 180, 360) + scallops, "main", 0)]
 
 
 def _star() -> list[Prim]:
