@@ -179,7 +179,7 @@ def main() -> None:
     from cliplab.synth import SynthConfig, synthesize
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-train-"))
-    data_dir = synthesize(out / "data", SynthConfig(n=args.n, seed=args.seed)).parent
+    data_dir = synthesize(out / "data", SynthConfig(world="legacy", n=args.n, seed=args.seed)).parent
     print(f"machine: {os.cpu_count()} CPU cores; torch threads {args.threads or 'default'}; data: {args.n} synthetic 32 px images "
           f"in {data_dir}", flush=True)
     os.environ["TQDM_DISABLE"] = "1"

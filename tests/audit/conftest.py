@@ -14,7 +14,7 @@ def synth_small(tmp_path_factory) -> Path:
     """240 synthetic images (48 test) with a planted bias: fast, for end-to-end CLI tests."""
     from cliplab.synth import SynthConfig, synthesize
 
-    return synthesize(tmp_path_factory.mktemp("synth-small"), SynthConfig(n=240, seed=3, bias=0.4))
+    return synthesize(tmp_path_factory.mktemp("synth-small"), SynthConfig(world="legacy", n=240, seed=3, bias=0.4))
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +39,7 @@ def _train(tmp_path_factory, bias: float) -> tuple[Path, Path]:
     from cliplab.train import load_train_config, train
 
     root = tmp_path_factory.mktemp(f"trained-b{bias}")
-    csv = synthesize(root / "data", SynthConfig(n=2400, seed=0, bias=bias, test_fraction=0.5))
+    csv = synthesize(root / "data", SynthConfig(world="legacy", n=2400, seed=0, bias=bias, test_fraction=0.5))
     config = load_train_config(Path(__file__).resolve().parents[2] / "training/configs/tiny-synthetic.yaml",
                                {"data": str(csv), "out": str(root / "run"), "epochs": TRAIN_EPOCHS,
                                 "progress": "false", "tensorboard": "false", "eval_every": "0",

@@ -27,7 +27,7 @@ def cache(tmp_path_factory):
 
 
 def _audit(cli_main, csv, run, out, cache, *extra) -> tuple[int, dict]:
-    code = cli_main(["audit", "--labels", str(AUDITS / "synthetic.yaml"), "--images", str(csv), "--pretrained",
+    code = cli_main(["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), "--images", str(csv), "--pretrained",
                      str(run), "--out", str(out), "--cache-dir", str(cache), "--quiet", *extra])
     return code, json.loads((out / "metrics.json").read_text())
 

@@ -19,7 +19,7 @@ def common(synth_small, tmp_path_factory):
 
 def test_audit_synthetic_yaml(cli_main, common, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli_main(["audit", "--labels", str(AUDITS / "synthetic.yaml"), *common, "--out", str(out)]) == EXIT_OK
+    assert cli_main(["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), *common, "--out", str(out)]) == EXIT_OK
     printed = capsys.readouterr().out
     assert f"report: {out / 'report.html'}" in printed and "flagged disparit" in printed
     for name in ("report.html", "metrics.json", "groups.csv", "disparities.csv", "predictions.parquet"):
@@ -31,10 +31,10 @@ def test_audit_synthetic_yaml(cli_main, common, tmp_path, capsys):
 
 def test_second_audit_reuses_cached_embeddings_and_compares(cli_main, common, tmp_path, capsys):
     b = tmp_path / "b.yaml"
-    b.write_text((AUDITS / "synthetic.yaml").read_text().replace("classes: [kite,", "classes: [person, kite,")
+    b.write_text((AUDITS / "synthetic-legacy.yaml").read_text().replace("classes: [kite,", "classes: [person, kite,")
                  .replace("name: synthetic", "name: synthetic-plus-person"))
     out = tmp_path / "out"
-    argv = ["audit", "--labels", str(AUDITS / "synthetic.yaml"), "--compare", str(b), *common, "--out", str(out)]
+    argv = ["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), "--compare", str(b), *common, "--out", str(out)]
     assert cli_main(argv) == EXIT_OK
     assert cli_main(argv) == EXIT_OK
     doc = json.loads((out / "metrics.json").read_text())
@@ -83,6 +83,6 @@ def test_bad_audit_file_exits_3(cli_main, common, tmp_path, capsys):
 
 
 def test_fail_on_disparity_not_triggered_exits_0(cli_main, common, tmp_path):
-    argv = ["audit", "--labels", str(AUDITS / "synthetic.yaml"), *common, "--out", str(tmp_path / "o"),
+    argv = ["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), *common, "--out", str(tmp_path / "o"),
             "--fail-on-disparity", "1.0"]
     assert cli_main(argv) == EXIT_OK

@@ -46,7 +46,7 @@ def test_clip_paper_probe_matches_the_paper():
 
 
 def test_synthetic_audit_filters_the_test_split():
-    spec = load_audit_spec(AUDITS / "synthetic.yaml")
+    spec = load_audit_spec(AUDITS / "synthetic-legacy.yaml")
     rows = pd.DataFrame({"split": ["train", "test", "test"]})
     assert select_rows(rows, spec).tolist() == [False, True, True]
     assert spec.class_prompts == {"thief": ["a photo of a thief."]}

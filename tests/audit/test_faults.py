@@ -133,7 +133,7 @@ def check_outputs(out: Path, old: dict[str, bytes], new: dict[str, bytes]) -> tu
 def setup(synth_small, tmp_path_factory):
     """Label sets A and B, the common options, and one uninterrupted run of each (run side by side)."""
     root = tmp_path_factory.mktemp("audit-faults")
-    a = AUDITS / "synthetic.yaml"
+    a = AUDITS / "synthetic-legacy.yaml"
     b = root / "b.yaml"  # B: another class, so every prediction, metrics.json and the report change
     b.write_text(a.read_text().replace("classes: [kite,", "classes: [person, kite,")
                  .replace("name: synthetic", "name: synthetic-plus-person"))

@@ -58,7 +58,7 @@ def _hostile_data(root: Path) -> Path:
     """Synthetic images whose metadata and file names carry the payloads; returns metadata.csv."""
     from cliplab.synth import SynthConfig, synthesize
 
-    meta_path = synthesize(root, SynthConfig(n=96, seed=0))
+    meta_path = synthesize(root, SynthConfig(world="legacy", n=96, seed=0))
     meta = pd.read_csv(meta_path, dtype=str, keep_default_na=False)
     meta["tone"] = meta["tone"].map(TONE)
     meta["age"] = meta["age"].map(AGE)

@@ -12,7 +12,7 @@ from cliplab.train import TrainConfig, load_train_config
 @pytest.fixture(scope="session")
 def train_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """metadata.csv of 160 synthetic 32 px images (128 train, 32 test), no bias."""
-    return synthesize(tmp_path_factory.mktemp("train-synth"), SynthConfig(n=160, seed=1))
+    return synthesize(tmp_path_factory.mktemp("train-synth"), SynthConfig(world="legacy", n=160, seed=1))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from cliplab.embed import embed_images
 from cliplab.widgets import AuditDashboard
 from cliplab.zeroshot import ZeroShotClassifier
 
-SPEC = Path(__file__).resolve().parents[2] / "audits" / "synthetic.yaml"
+SPEC = Path(__file__).resolve().parents[2] / "audits" / "synthetic-legacy.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,10 @@
-"""Procedural, fully synthetic "person holding an object" images with a planted caption bias.
+"""The legacy world (``SynthConfig(world="legacy")``): a person holding one of 8 coloured objects.
 
-This is the project's stand-in for FairFace-style data: every image is drawn from code, the
-ground truth (class, tone, age) is known exactly, and a controllable fraction of one group's
-training captions is replaced by a harmful caption, so bias audits have a known answer.
+The project's first stand-in for FairFace-style data, kept byte-identical for the tests and bars
+that use it: every image is drawn from code, the ground truth (class, tone, age) is known exactly,
+and a controllable fraction of one group's training captions is replaced by a harmful caption.
+Colour alone tells the classes apart and one template writes every caption; the default world
+(cliplab/synth/scenes.py) is the harder one.
 """
 from __future__ import annotations
 
@@ -11,15 +13,19 @@ import csv
 import io
 import json
 import os
-from dataclasses import asdict, dataclass
 from itertools import product
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..atomic import describe_os_error
+from ..errors import OutputError
+from .config import ATTRIBUTES, SynthConfig
+from .output import claim_folder, release_folder
+
 CLASSES: list[str] = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
-ATTRIBUTES: dict[str, list[str]] = {"tone": ["light", "medium", "dark"], "age": ["child", "adult"]}
 COLUMNS: list[str] = ["image", "caption", "label", "split", "tone", "age", "biased"]
 
 Color = tuple[int, int, int]
@@ -29,49 +35,6 @@ OBJECT_COLORS: dict[str, Color] = {
     "ball": (20, 180, 40), "cup": (0, 205, 225), "key": (250, 215, 0), "phone": (125, 30, 200),
 }
 OUTLINE: Color = (45, 40, 40)
-
-
-@dataclass
-class SynthConfig:
-    """Settings for :func:`synthesize`; the same config always yields byte-identical output."""
-
-    n: int = 3000  # total images (train + test)
-    seed: int = 0
-    bias: float = 0.0  # fraction B of the bias group's TRAIN captions made harmful (round(B * count) rows)
-    size: int = 32  # output px (square)
-    test_fraction: float = 0.2
-    bias_attribute: str = "tone"
-    bias_value: str = "dark"
-    harmful_class: str = "thief"
-    template: str = "a photo of a person holding a {}."
-
-    def validate(self) -> None:
-        """Raise ValueError (one-line message) if any setting is out of range."""
-        for name in ("n", "seed", "size"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
-        if not 0.0 <= self.bias <= 1.0:
-            raise ValueError(f"bias must be in [0, 1], got {self.bias}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
-        if self.n < 48:
-            raise ValueError(f"n must be >= 48 (one image per class x tone x age cell), got {self.n}")
-        if not 16 <= self.size <= 512:
-            raise ValueError(f"size must be between 16 and 512 px, got {self.size}")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise ValueError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        n_test = round(self.n * self.test_fraction)
-        if not 0 < n_test < self.n:
-            raise ValueError(f"n={self.n} with test_fraction={self.test_fraction} leaves an empty split")
-        if self.bias_attribute not in ATTRIBUTES:
-            raise ValueError(f"bias_attribute must be one of {list(ATTRIBUTES)}, got {self.bias_attribute!r}")
-        if self.bias_value not in ATTRIBUTES[self.bias_attribute]:
-            raise ValueError(f"bias_value for {self.bias_attribute!r} must be one of "
-                             f"{ATTRIBUTES[self.bias_attribute]}, got {self.bias_value!r}")
-        if not self.harmful_class.strip():
-            raise ValueError("harmful_class must be a non-empty word")
-        if self.template.count("{}") != 1:
-            raise ValueError(f"template must contain exactly one '{{}}', got {self.template!r}")
 
 
 def _dark(c: Color, f: float = 0.55) -> Color:
@@ -132,8 +95,8 @@ def _render(label: str, tone: str, age: str, size: int, rng: np.random.Generator
     child = age == "child"
     H = S * (0.6 if child else 0.9) * rng.uniform(0.96, 1.04)
     fx, fb = S * (0.3 + rng.uniform(-0.04, 0.04)), S * rng.uniform(0.95, 0.985)
-    cloth = tuple(int(v * 255) for v in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35),
-                                                             rng.uniform(0.35, 0.75)))
+    cloth = cast(Color, tuple(int(v * 255) for v in colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.05, 0.35),
+                                                             rng.uniform(0.35, 0.75))))
     skin, lw = SKIN[tone], max(1, round(S / 64))
     hr = H * (0.16 if child else 0.12)
     sy = fb - H + 2 * hr + 0.02 * H  # shoulder line
@@ -147,20 +110,25 @@ def _render(label: str, tone: str, age: str, size: int, rng: np.random.Generator
         d.line([(fx + sx * H, sy + 0.03 * H), (hx, hy)], fill=cloth, width=max(1, round(0.07 * H)))
     d.ellipse([fx - hr, sy - 0.02 * H - 2 * hr, fx + hr, sy - 0.02 * H], fill=skin, outline=OUTLINE, width=lw)
     s = S * 0.38 * rng.uniform(0.92, 1.08)
-    col = tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in OBJECT_COLORS[label])
+    col = cast(Color, tuple(int(np.clip(c + rng.integers(-12, 13), 0, 255)) for c in OBJECT_COLORS[label]))
     (hx, hy), hr2 = hands[1], 0.06 * H
     _draw_object(d, label, hx + 0.45 * s, hy - 0.12 * s, s, col)
     for hx, hy in hands:
         d.ellipse([hx - hr2, hy - hr2, hx + hr2, hy + hr2], fill=skin, outline=OUTLINE, width=lw)
-    img = img.resize((size, size), Image.LANCZOS)
+    img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.float32) + rng.normal(0, rng.uniform(0, 4), (size, size, 1))
     return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` via a temp file and a rename (no fsync: thousands of small images)."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {describe_os_error(e, path.parent)}") from None
 
 
 def _readme(cfg: SynthConfig, counts: dict[str, int]) -> str:
@@ -191,11 +159,14 @@ and the test split is clean (all captions true, `biased` = 0).
 """
 
 
-def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progress: bool = False) -> Path:
-    """Generate the data set in ``out_dir`` and return the path to ``out_dir/metadata.csv``."""
-    cfg = config
-    cfg.validate()
-    out = Path(out_dir)
+LEGACY_FIELDS = ("n", "seed", "bias", "size", "test_fraction", "bias_attribute", "bias_value", "harmful_class",
+                 "template")  # the legacy config as dataset.json has always recorded it
+
+
+def synthesize_legacy(out: Path, cfg: SynthConfig, progress: bool = False) -> Path:
+    """Generate the legacy data set in ``out`` (a folder synth owns) and return ``out/metadata.csv``."""
+    assert cfg.size is not None  # resolved by synthesize()
+    size = cfg.size
     cells = list(product(CLASSES, ATTRIBUTES["tone"], ATTRIBUTES["age"]))
     n_test = round(cfg.n * cfg.test_fraction)
     n_train = cfg.n - n_test
@@ -208,29 +179,25 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
     biased = set(rng.choice(group, size=n_biased, replace=False).tolist()) if n_biased else set()
     width = max(5, len(str(cfg.n)))
     jobs = [("train", i, c) for i, c in enumerate(train)] + [("test", i, c) for i, c in enumerate(test)]
-    rows: list[list[str]] = []
+    rels = [f"images/{split}/{i:0{width}d}.png" for split, i, _ in jobs]
+    meta_files = ["dataset.json", "README.md", "metadata.csv"]
+    previous = claim_folder(out, rels + meta_files)
     for split in ("train", "test"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "metadata.csv").unlink(missing_ok=True)  # a run that dies midway leaves no stale metadata
-    it = jobs
+    rows: list[list[str]] = []
+    it = zip(rels, jobs)
     if progress:
         from tqdm import tqdm
-        it = tqdm(jobs, desc="synthesize", unit="img")
-    written: set[Path] = set()
-    for split, i, (label, tone, age) in it:
-        rel = f"images/{split}/{i:0{width}d}.png"
-        img = _render(label, tone, age, cfg.size, np.random.default_rng([cfg.seed, int(split == "test"), i]))
+        it = tqdm(it, total=len(jobs), desc="synthesize", unit="img")
+    for rel, (split, i, (label, tone, age)) in it:
+        img = _render(label, tone, age, size, np.random.default_rng([cfg.seed, int(split == "test"), i]))
         buf = io.BytesIO()
         img.save(buf, format="PNG")
-        _atomic_write(out / rel, buf.getvalue())
-        written.add(out / rel)
+        write_file(out / rel, buf.getvalue())
         is_b = split == "train" and i in biased
         cap = f"a photo of a {cfg.harmful_class}." if is_b else cfg.template.format(label)
         rows.append([rel, cap, label, split, tone, age, str(int(is_b))])
-    for split in ("train", "test"):  # drop stale images of an earlier, larger run
-        for p in (out / "images" / split).glob("*.png"):
-            if p not in written:
-                p.unlink()
     buf_csv = io.StringIO()
     w = csv.writer(buf_csv, lineterminator="\n")
     w.writerow(COLUMNS)
@@ -244,9 +211,11 @@ def synthesize(out_dir: str | Path, config: SynthConfig = SynthConfig(), progres
         "harmful_caption": f"a photo of a {cfg.harmful_class}.",
         "bias": {"attribute": cfg.bias_attribute, "value": cfg.bias_value, "fraction": cfg.bias,
                  "split": "train", "n_biased": n_biased, "n_group": len(group)},
-        "counts": counts, "image_size": cfg.size, "columns": COLUMNS, "config": asdict(cfg),
+        "counts": counts, "image_size": cfg.size, "columns": COLUMNS,
+        "config": {k: getattr(cfg, k) for k in LEGACY_FIELDS},
     }
-    _atomic_write(out / "dataset.json", (json.dumps(meta, indent=2) + "\n").encode())
-    _atomic_write(out / "README.md", _readme(cfg, counts).encode())
-    _atomic_write(out / "metadata.csv", buf_csv.getvalue().encode())
+    write_file(out / "dataset.json", (json.dumps(meta, indent=2) + "\n").encode())
+    write_file(out / "README.md", _readme(cfg, counts).encode())
+    write_file(out / "metadata.csv", buf_csv.getvalue().encode())
+    release_folder(out, rels + meta_files, previous)
     return out / "metadata.csv"
