@@ -15,6 +15,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import CliplabError
+from ._figure import Figure
 from ._thumbs import esc, gallery_html, message_html, table_html
 
 DISPARITY_COLUMNS = ["group", "reference", "n", "rate", "reference_rate", "difference", "ci_low", "ci_high",
@@ -39,7 +40,7 @@ class AuditDashboard(W.VBox):
         self.export_button = W.Button(description="Export report", icon="download")
         self.status, self.table, self.examples = W.HTML(), W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
-        self.figure = go.FigureWidget(layout=go.Layout(height=380, margin=dict(l=60, r=20, t=50, b=80),
+        self.figure = Figure(layout=go.Layout(height=380, margin=dict(l=60, r=20, t=50, b=80),
                                                        yaxis=dict(range=[0, 1]), xaxis=dict(type="category")))
         self.figure.add_trace(go.Bar(error_y=dict(type="data", symmetric=False), hoverinfo="text"))
         self.figure.data[0].on_click(self._on_click)

@@ -20,6 +20,7 @@ from ..embed import ImageEmbeddings, embed_texts
 from ..errors import InputError
 from ..geometry import PROJECTION_CACHE, Projection, place, project
 from ..models import LoadedModel
+from ._figure import Figure
 from ._thumbs import esc, gallery_html, message_html, table_html, thumbnail_html
 
 MAX_CATEGORIES = 20  # colours beyond this many values are lumped into "(other)"
@@ -80,7 +81,7 @@ class EmbeddingExplorer(W.VBox):
         self.status, self.hover, self.selection = W.HTML(), W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
         self.hover.add_class("cliplab-hover")
-        self.figure = go.FigureWidget(layout=go.Layout(height=560, dragmode="lasso", hovermode="closest",
+        self.figure = Figure(layout=go.Layout(height=560, dragmode="lasso", hovermode="closest",
                                                        margin=dict(l=10, r=10, t=30, b=10),
                                                        legend=dict(itemsizing="constant")))
         self.color.observe(lambda c: self.recolor(c["new"]), names="value")

@@ -18,6 +18,7 @@ from ..embed import ImageEmbeddings
 from ..errors import InputError
 from ..models import LoadedModel
 from ..sensitivity import ENSEMBLE, PromptScorer, SensitivityResult
+from ._figure import Figure
 from ._thumbs import esc, message_html, table_html
 
 SEP = "="  # a class line is "label" or "label = prompt name"
@@ -70,8 +71,8 @@ class PromptLab(W.VBox):
         self._scorer_key: tuple | None = None
         names = dict(classnames) if isinstance(classnames, Mapping) else {str(c): str(c) for c in classnames}
         self._build_controls(names, list(templates))
-        self.class_figure = go.FigureWidget(layout=_class_layout())
-        self.group_figure = go.FigureWidget(layout=_group_layout(bool(self.flagged)))
+        self.class_figure = Figure(layout=_class_layout())
+        self.group_figure = Figure(layout=_group_layout(bool(self.flagged)))
         super().__init__([self._controls, self.status, self.summary, self.class_figure, self.group_figure])
         self.add_class("cliplab-prompt-lab")
         self.update()

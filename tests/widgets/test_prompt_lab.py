@@ -87,3 +87,13 @@ def test_dropping_a_class_and_single_valued_attribute_are_explained(tiny, emb):
 
 def test_parse_classes():
     assert parse_classes("a\n\nb = bee\n") == {"a": "a", "b": "bee"}
+
+
+def test_figures_state_holds_every_trace_for_a_late_view(lab):
+    """What a browser view created after the edits renders: the synced state, not one-time messages."""
+    lab.add_template("a sketch of a {}.")
+    for fig in (lab.class_figure, lab.group_figure):
+        data = fig.get_state(["_widget_data"])["_widget_data"]
+        assert len(data) == len(fig.data) > 0
+    heat = lab.class_figure.get_state(["_widget_data"])["_widget_data"][0]
+    assert "sketch" in heat["x"][-2]
