@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from ..errors import CliplabError
 from ._figure import Figure
-from ._thumbs import esc, gallery_html, message_html, table_html
+from ..html import esc, gallery_html, message_html, table_html
 
 DISPARITY_COLUMNS = ["group", "reference", "n", "rate", "reference_rate", "difference", "ci_low", "ci_high",
                      "ratio", "four_fifths_violation", "p_adjusted", "flagged"]

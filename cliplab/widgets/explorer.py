@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..geometry import PROJECTION_CACHE, Projection, place, project
 from ..models import LoadedModel
 from ._figure import Figure
-from ._thumbs import esc, gallery_html, message_html, table_html, thumbnail_html
+from ..html import esc, gallery_html, message_html, table_html, thumbnail_html
 
 MAX_CATEGORIES = 20  # colours beyond this many values are lumped into "(other)"
 HIDDEN_COLUMNS = {"path", "image", "caption"}
@@ -144,7 +144,7 @@ class EmbeddingExplorer(W.VBox):
                     else [""] * len(table))
         shown = table[[c for c in table.columns if c != "path"] + ["path"]]
         self.selection.value = (f"<b>{len(table):,} selected</b>" + gallery_html(table["path"].astype(str).tolist(),
-                                captions) + f'<div style="overflow-x:auto">{table_html(shown, max_rows=25)}</div>')
+                                captions) + f'<div style="overflow-x:auto">{table_html(shown, limit=25)}</div>')
 
     def add_query(self, text: str) -> None:
         """Embed a text and place it in the map (a diamond labelled with the text)."""
