@@ -165,3 +165,60 @@ def group_colours(values: Sequence[str]) -> dict[str, str]:
     scale = "YlOrBr" if {v.lower() for v in order} & {"light", "dark"} else "Blues"
     points = [0.3 + 0.65 * i / max(len(order) - 1, 1) for i in range(len(order))]
     return dict(zip(order, sample_colorscale(scale, points, colortype="rgb")))
+
+
+# ------------------------------------------------------------------ static charts
+def _nice_max(x: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k at or above x (an axis end that reads well)."""
+    if not x > 0:
+        return 0.01
+    k = 10 ** math.floor(math.log10(x))
+    return next(m * k for m in (1, 2, 2.5, 5, 10) if m * k >= x * 0.999)
+
+
+def bars_svg(title: str, rows: Sequence[dict[str, Any]], axis_title: str, note: str = "") -> str:
+    """A static, responsive horizontal bar chart (SVG) of rates with 95% intervals, one row per bar.
+
+    Each row: ``label``, ``rate``, ``low``, ``high`` (0-1), ``colour``, optional ``tip`` (hover
+    text), ``mark`` ("reference" / "flagged" / "small"). Written by hand: plotly draws this only
+    with its 4.8 MB script, and the report must paint its text before any script runs. The x axis
+    is autoscaled to the largest interval end, in percent.
+    """
+    row_h, left, right, top = 26, 190, 150, 34
+    width = 720
+    height = top + row_h * len(rows) + 44
+    scale_max = _nice_max(max([float(r.get("high", r["rate"]) or 0) for r in rows] + [0.0]))
+    plot_w = width - left - right
+    x = lambda v: left + plot_w * min(max(float(v), 0.0), scale_max) / scale_max
+    parts = [f'<svg class="cliplab-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
+             f'aria-label="{esc(title)}" font-family="system-ui,sans-serif" '
+             f'font-size="12"><text x="4" y="18" font-size="14" font-weight="600">{esc(title)}</text>']
+    for i in range(5):
+        v = scale_max * i / 4
+        parts.append(f'<line x1="{x(v):.1f}" x2="{x(v):.1f}" y1="{top - 4}" y2="{height - 40}" stroke="#e3e3e3"/>'
+                     f'<text x="{x(v):.1f}" y="{height - 26}" text-anchor="middle" fill="#555">'
+                     f"{100 * v:.{0 if scale_max >= 0.04 else 1}f}%</text>")
+    parts.append(f'<text x="{left + plot_w / 2:.0f}" y="{height - 8}" text-anchor="middle" fill="#333">'
+                 f"{esc(axis_title)}</text>")
+    for i, r in enumerate(rows):
+        y = top + i * row_h
+        mark = r.get("mark", "")
+        stroke = {"reference": REFERENCE_COLOUR, "flagged": FLAGGED_COLOUR}.get(mark, "none")
+        opacity = 0.35 if mark == "small" else 1.0
+        lo, hi, rate = float(r.get("low", r["rate"])), float(r.get("high", r["rate"])), float(r["rate"])
+        label = esc(r["label"])
+        tag = {"reference": "reference", "flagged": "▲ flagged", "small": "too small"}.get(mark, "")
+        parts.append(
+            f"<g><title>{esc(r.get('tip', ''))}</title>"
+            f'<text x="{left - 6}" y="{y + 16}" text-anchor="end">{label}</text>'
+            f'<rect x="{left}" y="{y + 4}" width="{max(x(rate) - left, 0.5):.1f}" height="{row_h - 10}" '
+            f'fill="{esc(r.get("colour", "#4c78a8"))}" fill-opacity="{opacity}" stroke="{stroke}" '
+            f'stroke-width="{2 if stroke != "none" else 0}"/>'
+            f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y + row_h / 2 - 1}" y2="{y + row_h / 2 - 1}" '
+            f'stroke="#222" stroke-width="1.3"/>'
+            f'<line x1="{x(lo):.1f}" x2="{x(lo):.1f}" y1="{y + 8}" y2="{y + row_h - 10}" stroke="#222"/>'
+            f'<line x1="{x(hi):.1f}" x2="{x(hi):.1f}" y1="{y + 8}" y2="{y + row_h - 10}" stroke="#222"/>'
+            f'<text x="{x(hi) + 6:.1f}" y="{y + 16}" fill="#222">{100 * rate:.1f}%'
+            f'<tspan fill="{stroke if stroke != "none" else "#777"}"> {tag}</tspan></text></g>')
+    parts.append("</svg>")
+    return "".join(parts) + (f'<p class="muted">{esc(note)}</p>' if note else "")
