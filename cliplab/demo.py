@@ -166,11 +166,8 @@ def workspace(model: str | None = None, pretrained: str | None = None, images: s
 
     base = Path(root).expanduser().resolve() if root else workdir()
     base.mkdir(parents=True, exist_ok=True)
-    if images is None:
-        data_csv: Path | None = synthetic_data(base)
-        image_set = held_out(data_csv)
-    else:
-        data_csv, image_set = None, read_images(images)
+    data_csv = synthetic_data(base) if images is None else None
+    image_set = read_images(images) if images is not None else held_out(synthetic_data(base))
     run = None if pretrained else tiny_run(base)
     loaded = load_model(model, pretrained) if pretrained else load_model(pretrained=str(run))
     ws = Workspace(base, data_csv, run, image_set, loaded)

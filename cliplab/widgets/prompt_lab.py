@@ -17,10 +17,10 @@ import plotly.graph_objects as go
 
 from ..embed import ImageEmbeddings
 from ..errors import InputError
+from ..html import esc, group_colours, message_html, ordered_values, table_html
 from ..models import LoadedModel
 from ..sensitivity import ENSEMBLE, PromptScorer, SensitivityResult
 from ._figure import Figure
-from ..html import esc, group_colours, message_html, ordered_values, table_html
 
 SEP = "="  # a class line is "label" or "label = prompt name"
 
@@ -217,6 +217,7 @@ def _draw_classes(fig: go.FigureWidget, r: SensitivityResult, labels: list[str],
 
 def _draw_groups(fig: go.FigureWidget, r: SensitivityResult, attr: str, labels: list[str],
                  full: list[str]) -> None:
+    assert r.per_group is not None  # the caller checked
     table = r.per_group[r.per_group["attribute"] == attr]
     groups = ordered_values(table["group"]) or list(dict.fromkeys(table["group"]))
     colours = group_colours(groups)
