@@ -3,13 +3,14 @@
 The public API; everything the CLI and the notebooks do goes through these names.
 Names are imported on first use, so ``import cliplab`` (and the CLI's --help) stays fast.
 """
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
     __version__ = version("cliplab")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+src"
+
+from ._lazy import lazy_exports
 
 _EXPORTS = {
     "audit": ["AuditResult", "AuditSpec", "AuditComparison", "run_audit", "compare_label_sets", "compare_audits",
@@ -27,19 +28,9 @@ _EXPORTS = {
     "widgets": ["PromptLab", "EmbeddingExplorer", "AuditDashboard"],
     "zeroshot": ["ZeroShotClassifier", "ZeroShotResult", "run_zeroshot", "write_zeroshot", "zeroshot_metrics"],
 }
-_SUBPACKAGES = {"audit", "train", "widgets"}  # cliplab.train.train(...) etc. after a plain `import cliplab`
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = ["__version__", *_WHERE, *sorted(_SUBPACKAGES)]
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    if name in _SUBPACKAGES:
-        return import_module(f".{name}", __name__)
-    raise AttributeError(f"module 'cliplab' has no attribute {name!r}")
+_SUBPACKAGES = {"audit", "demo", "train", "widgets"}  # cliplab.train.train(...) etc. after `import cliplab`
+__getattr__, _names = lazy_exports(__name__, _EXPORTS, _SUBPACKAGES)
+__all__ = ["__version__", *_names]
 
 
 def __dir__():

@@ -22,7 +22,7 @@ Layers (each module imports only those below it, also inside functions; tests/au
 
 Names are imported on first use, so `cliplab audit --help` does not load scipy and statsmodels.
 """
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "adapters": ["AuditImages", "load_audit_images"],
@@ -32,16 +32,8 @@ _EXPORTS = {
     "result": ["AuditCounts", "AuditResult"],
     "run": ["PreparedAudit", "audit_features", "audit_loaded", "compare_label_sets", "prepare_audit", "run_audit"],
 }
-_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_WHERE)
-
-
-def __getattr__(name: str):
-    if name in _WHERE:
-        value = getattr(import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'cliplab.audit' has no attribute {name!r}")
+__getattr__, _names = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_names)
 
 
 def __dir__():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from .config import TrainConfig, load_train_config, parse_overrides
 
 if TYPE_CHECKING:
@@ -21,10 +22,4 @@ def train(config: TrainConfig) -> TrainResult:
 
     return _train(config)
 
-
-def __getattr__(name: str):
-    if name == "TrainResult":
-        from .loop import TrainResult
-
-        return TrainResult
-    raise AttributeError(name)
+__getattr__ = lazy_exports(__name__, {"loop": ["TrainResult"]})[0]

@@ -5,16 +5,7 @@ use, so ``import cliplab`` stays light and works without the notebook extras ins
 """
 from __future__ import annotations
 
-from typing import Any
+from .._lazy import lazy_exports
 
-__all__ = ["AuditDashboard", "EmbeddingExplorer", "PromptLab"]
-
-_WHERE = {"PromptLab": ".prompt_lab", "EmbeddingExplorer": ".explorer", "AuditDashboard": ".audit_dashboard"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        from importlib import import_module
-
-        return getattr(import_module(_WHERE[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    __name__, {"prompt_lab": ["PromptLab"], "explorer": ["EmbeddingExplorer"], "audit_dashboard": ["AuditDashboard"]})

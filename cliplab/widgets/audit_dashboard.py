@@ -15,11 +15,21 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..errors import CliplabError
-from ._thumbs import esc, gallery_html, message_html, table_html
+from ..html import (
+    FLAGGED_COLOUR,
+    REFERENCE_COLOUR,
+    esc,
+    gallery_html,
+    group_colours,
+    message_html,
+    number,
+    ordered_values,
+    table_html,
+)
+from ._figure import Figure
 
 DISPARITY_COLUMNS = ["group", "reference", "n", "rate", "reference_rate", "difference", "ci_low", "ci_high",
-                     "ratio", "four_fifths_violation", "p_adjusted", "flagged"]
-STATUS_COLOURS = {"ok": "#3366cc", "too_small": "#bbbbbb"}
+                     "ratio", "p_adjusted", "flagged"]
 
 
 class AuditDashboard(W.VBox):
@@ -32,16 +42,22 @@ class AuditDashboard(W.VBox):
             raise CliplabError("the audit result has no groups to show (no attribute had a usable value)")
         self.attribute = W.Dropdown(options=list(dict.fromkeys(self.groups["attribute"])), description="Attribute")
         metrics = list(dict.fromkeys(self.groups["metric"]))
-        self.metric = W.Dropdown(options=metrics, description="Metric",
+        k = int(self.groups["k"].max()) if "k" in self.groups else result.spec.top_k
+        names = {"flagged_rate": "top-1 prediction", "topk_flagged_rate": f"among the top {k}",
+                 "accuracy": "top-1 accuracy"}
+        self.metric = W.Dropdown(options=[(names.get(m, m.replace("_", " ")), m) for m in metrics],
+                                 description="Metric",
                                  value="flagged_rate" if "flagged_rate" in metrics else metrics[0])
         self.category = W.Dropdown(description="Category")
         self.out = W.Text(str(out), description="Report to")
         self.export_button = W.Button(description="Export report", icon="download")
         self.status, self.table, self.examples = W.HTML(), W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
-        self.figure = go.FigureWidget(layout=go.Layout(height=380, margin=dict(l=60, r=20, t=50, b=80),
-                                                       yaxis=dict(range=[0, 1]), xaxis=dict(type="category")))
-        self.figure.add_trace(go.Bar(error_y=dict(type="data", symmetric=False), hoverinfo="text"))
+        self.figure = Figure(layout=go.Layout(height=400, margin=dict(l=70, r=20, t=60, b=80),
+                                              yaxis=dict(tickformat=".0%", rangemode="tozero", title="share of images"),
+                                              xaxis=dict(type="category"), showlegend=False))
+        self.figure.add_trace(go.Bar(error_y=dict(type="data", symmetric=False, color="#222", thickness=1.3),
+                                     hoverinfo="text", textposition="outside", cliponaxis=False))
         self.figure.data[0].on_click(self._on_click)
         self.metric.observe(lambda _c: self._categories(), names="value")
         self._quiet = False
@@ -84,18 +100,43 @@ class AuditDashboard(W.VBox):
             small = int((t["status"] != "ok").sum())
             self._say(f"{small} group(s) below the audit's minimum size, shown in grey" if small else "")
         bar = self.figure.data[0]
-        hover = [f"{esc(self.attribute.value)} = {esc(r.group)}<br>rate {r.rate:.3f} "
-                 f"[{r.ci_low:.3f}, {r.ci_high:.3f}]<br>{int(r['count'])} of {int(r.denominator)} ({esc(r.status)})"
-                 for _, r in t.iterrows()]
+        marks = self._marks()
+        order = ordered_values(t["group"])
+        if order:
+            t = t.set_index("group").loc[order].reset_index()
+        colours = group_colours(list(t["group"]))
+        hover = [f"{esc(self.attribute.value)} = {esc(r.group)} {_tag(marks.get(r.group))}"
+                 f"<br>{r.rate:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]<br>{int(r['count'])} of {int(r.denominator)} "
+                 f"images{'' if r.status == 'ok' else ' (too small to compare)'}" for _, r in t.iterrows()]
+        what = self.metric.label + (f" {self.category.value}" if self.category.value else "")
         with self.figure.batch_update():
             bar.x, bar.y, bar.hovertext = [esc(g) for g in t["group"]], t["rate"].to_numpy(), hover
             bar.error_y.array = (t["ci_high"] - t["rate"]).to_numpy()
             bar.error_y.arrayminus = (t["rate"] - t["ci_low"]).to_numpy()
-            bar.marker.color = [STATUS_COLOURS.get(s, "#999") for s in t["status"]]
-            cat = f" ({esc(self.category.value)})" if self.category.value else ""
-            self.figure.layout.title.text = (f"{esc(self.metric.value)}{cat} by {esc(self.attribute.value)}, "
-                                             "with 95% Wilson intervals (click a bar for examples)")
-        self.table.value = "<b>Disparities with the reference group</b>" + table_html(self.disparities())
+            bar.marker.color = [colours[str(g)] for g in t["group"]]
+            bar.marker.opacity = [1.0 if s == "ok" else 0.35 for s in t["status"]]
+            bar.marker.line.color = [FLAGGED_COLOUR if marks.get(g) == "flagged" else REFERENCE_COLOUR
+                                     for g in t["group"]]
+            bar.marker.line.width = [3 if g in marks else 0 for g in t["group"]]
+            bar.text = [f"{r:.1%}" + {"flagged": " ▲", "reference": " (ref)"}.get(marks.get(g, ""), "")
+                        for g, r in zip(t["group"], t["rate"])]
+            bar.textposition = "outside"
+            self.figure.layout.xaxis.title.text = esc(self.attribute.value)
+            self.figure.layout.yaxis.title.text = f"share of images: {esc(what)}"
+            self.figure.layout.title.text = (f"{esc(what)} by {esc(self.attribute.value)}, 95% Wilson intervals"
+                                             "<br><sub>▲ red outline: flagged; dark outline: reference group; "
+                                             "click a bar for examples</sub>")
+        self.table.value = "<b>Disparities with the reference group</b>" + table_html(
+            self.disparities(), columns=_DISPARITY_FORMAT, limit=50, more="comparisons")
+
+    def _marks(self) -> dict[str, str]:
+        """group -> "flagged" or "reference" for the current choice."""
+        d = self.disparities()
+        if d.empty:
+            return {}
+        marks = {str(g): "reference" for g in d["reference"]}
+        marks.update({str(g): "flagged" for g in d.loc[d["flagged"].astype(bool), "group"]})
+        return marks
 
     def disparities(self) -> pd.DataFrame:
         d = self.result.disparities
@@ -141,11 +182,13 @@ class AuditDashboard(W.VBox):
         from ..audit import write_report
 
         if not str(out).strip():
-            return self._say("type a folder to write the report into", "warning")
+            self._say("type a folder to write the report into", "warning")
+            return None
         try:
             path = write_report(self.result, Path(str(out)).expanduser())
         except CliplabError as e:
-            return self._say(f"export failed: {e}", "error")
+            self._say(f"export failed: {e}", "error")
+            return None
         self._say(f"report written: {path}")
         return path
 
@@ -153,3 +196,25 @@ class AuditDashboard(W.VBox):
         self.message = text
         self.status.value = message_html(text, kind)
 
+
+
+def _tag(mark: str | None) -> str:
+    return f"({mark})" if mark else ""
+
+
+def _pct(v) -> str:
+    return number(v) if v is None or v != v else f"{100 * float(v):.1f}%"
+
+
+def _pp(v) -> str:
+    return number(v) if v is None or v != v else f"{100 * float(v):+.1f} pp"
+
+
+def _p(v) -> str:
+    return number(v) if v is None or v != v else (f"{float(v):.2g}" if float(v) >= 1e-4 else f"{float(v):.1e}")
+
+
+_DISPARITY_FORMAT = [("group", "group", None), ("reference", "reference", None), ("n", "n", None),
+                     ("rate", "rate", _pct), ("reference_rate", "reference rate", _pct),
+                     ("difference", "difference", _pp), ("ci_low", "95% CI low", _pp), ("ci_high", "95% CI high", _pp),
+                     ("ratio", "ratio", number), ("p_adjusted", "p (adjusted)", _p), ("flagged", "flagged", None)]

@@ -19,8 +19,9 @@ import plotly.graph_objects as go
 from ..embed import ImageEmbeddings, embed_texts
 from ..errors import InputError
 from ..geometry import PROJECTION_CACHE, Projection, place, project
+from ..html import esc, gallery_html, message_html, table_html, thumbnail_html
 from ..models import LoadedModel
-from ._thumbs import esc, gallery_html, message_html, table_html, thumbnail_html
+from ._figure import Figure
 
 MAX_CATEGORIES = 20  # colours beyond this many values are lumped into "(other)"
 HIDDEN_COLUMNS = {"path", "image", "caption"}
@@ -64,9 +65,11 @@ class EmbeddingExplorer(W.VBox):
             if len(feats) != len(texts):
                 raise InputError(f"{len(feats)} text embeddings for {len(texts)} texts")
             return texts, feats.reshape(len(texts), -1)
-        if texts and self.loaded is None:
+        if not texts:
+            return texts, np.zeros((0, dim), np.float32)
+        if self.loaded is None:
             raise InputError("texts were given without loaded= (the model) or text_features= to embed them")
-        return texts, (embed_texts(self.loaded, texts) if texts else np.zeros((0, dim), np.float32))
+        return texts, embed_texts(self.loaded, texts)
 
     def _build(self, color: str | None, max_points: int) -> None:
         sampled = len(self.rows) < self.n_total
@@ -80,7 +83,7 @@ class EmbeddingExplorer(W.VBox):
         self.status, self.hover, self.selection = W.HTML(), W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
         self.hover.add_class("cliplab-hover")
-        self.figure = go.FigureWidget(layout=go.Layout(height=560, dragmode="lasso", hovermode="closest",
+        self.figure = Figure(layout=go.Layout(height=560, dragmode="lasso", hovermode="closest",
                                                        margin=dict(l=10, r=10, t=30, b=10),
                                                        legend=dict(itemsizing="constant")))
         self.color.observe(lambda c: self.recolor(c["new"]), names="value")
@@ -128,7 +131,7 @@ class EmbeddingExplorer(W.VBox):
         if index == len(self.figure.data) - 1:
             chosen = sorted(i for rows in self._pending.values() for i in rows)
             self._pending = {}
-            self.select(self.rows[chosen] if chosen else [])
+            self.select(self.rows[chosen].tolist() if chosen else [])
 
     # ------------------------------------------------------------------ actions
     def select(self, rows: Sequence[int]) -> None:
@@ -143,7 +146,7 @@ class EmbeddingExplorer(W.VBox):
                     else [""] * len(table))
         shown = table[[c for c in table.columns if c != "path"] + ["path"]]
         self.selection.value = (f"<b>{len(table):,} selected</b>" + gallery_html(table["path"].astype(str).tolist(),
-                                captions) + f'<div style="overflow-x:auto">{table_html(shown, max_rows=25)}</div>')
+                                captions) + f'<div style="overflow-x:auto">{table_html(shown, limit=25)}</div>')
 
     def add_query(self, text: str) -> None:
         """Embed a text and place it in the map (a diamond labelled with the text)."""

@@ -8,6 +8,7 @@ The two plotly ``FigureWidget``s are updated in place, never replaced.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as W
@@ -16,13 +17,12 @@ import plotly.graph_objects as go
 
 from ..embed import ImageEmbeddings
 from ..errors import InputError
+from ..html import esc, group_colours, message_html, ordered_values, table_html
 from ..models import LoadedModel
 from ..sensitivity import ENSEMBLE, PromptScorer, SensitivityResult
-from ._thumbs import esc, message_html, table_html
+from ._figure import Figure
 
 SEP = "="  # a class line is "label" or "label = prompt name"
-PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d",
-           "#bab0ac"]  # one colour per group, the same in the accuracy and the flagged-rate rows
 
 
 def parse_classes(text: str) -> dict[str, str]:
@@ -45,7 +45,7 @@ def parse_templates(text: str) -> list[str]:
     return [t.strip() for t in text.splitlines() if t.strip()]
 
 
-def _short(text: str, n: int = 28) -> str:
+def _short(text: str, n: int = 44) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
@@ -70,8 +70,8 @@ class PromptLab(W.VBox):
         self._scorer_key: tuple | None = None
         names = dict(classnames) if isinstance(classnames, Mapping) else {str(c): str(c) for c in classnames}
         self._build_controls(names, list(templates))
-        self.class_figure = go.FigureWidget(layout=_class_layout())
-        self.group_figure = go.FigureWidget(layout=_group_layout(bool(self.flagged)))
+        self.class_figure = Figure(layout=_class_layout())
+        self.group_figure = Figure(layout=_group_layout(bool(self.flagged)))
         super().__init__([self._controls, self.status, self.summary, self.class_figure, self.group_figure])
         self.add_class("cliplab-prompt-lab")
         self.update()
@@ -79,34 +79,48 @@ class PromptLab(W.VBox):
     # ------------------------------------------------------------------ controls
     def _build_controls(self, names: dict[str, str], templates: list[str]) -> None:
         lines = "\n".join(k if k == v else f"{k} {SEP} {v}" for k, v in names.items())
-        self.classes_box = W.Textarea(lines, description="Classes", continuous_update=False,
-                                      layout=W.Layout(width="32%", height="160px"))
-        self.templates_box = W.Textarea("\n".join(templates), description="Templates", continuous_update=False,
-                                        layout=W.Layout(width="60%", height="160px"))
+        box = {"continuous_update": True, "layout": W.Layout(flex="1 1 200px", min_width="180px", height="160px")}
+        self.classes_box = W.Textarea(lines, description="Classes", **box)
+        self.templates_box = W.Textarea("\n".join(templates), description="Templates",
+                                        **{**box, "layout": W.Layout(flex="2 1 320px", min_width="240px",
+                                                                     height="160px")})
+        self.apply_button = W.Button(description="Apply", icon="check", button_style="primary",
+                                     tooltip="re-score with the class names and templates in the boxes")
+        self.hint = W.HTML(message_html("Edit the boxes, then press Apply; a new template is added with Enter."))
         self.new_template = W.Text(placeholder="a photo of a {}.", description="New",
-                                   layout=W.Layout(width="50%"))
+                                   layout=W.Layout(flex="1 1 300px"))
         self.add_button = W.Button(description="Add template", icon="plus")
-        self.drop_select = W.Dropdown(options=templates, description="Template", layout=W.Layout(width="50%"))
+        self.drop_select = W.Dropdown(options=templates, description="Template", layout=W.Layout(flex="1 1 300px"))
         self.drop_button = W.Button(description="Drop template", icon="minus")
         self.attribute = W.Dropdown(options=self.group_by, description="Groups by",
                                     layout=W.Layout(display="" if self.group_by else "none"))
         self.status, self.summary = W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
-        for w in (self.classes_box, self.templates_box, self.attribute):
-            w.observe(lambda _change: self.update(), names="value")
+        self.attribute.observe(lambda _change: self.update(), names="value")
+        self.apply_button.on_click(lambda _b: self.update())
         self.add_button.on_click(lambda _b: self.add_template(self.new_template.value))
         self.drop_button.on_click(lambda _b: self.drop_template(self.drop_select.value))
-        self._controls = W.VBox([W.HBox([self.classes_box, self.templates_box]),
-                                 W.HBox([self.new_template, self.add_button]),
-                                 W.HBox([self.drop_select, self.drop_button]), self.attribute])
+        with warnings.catch_warnings():  # on_submit is the only way to hear Enter in a Text (ipywidgets 8)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.new_template.on_submit(lambda _w: self.add_template(self.new_template.value))
+        wrap = W.Layout(flex_flow="row wrap", width="100%")
+        self._controls = W.VBox([W.HBox([self.classes_box, self.templates_box], layout=wrap),
+                                 W.HBox([self.apply_button, self.hint], layout=wrap),
+                                 W.HBox([self.new_template, self.add_button], layout=wrap),
+                                 W.HBox([self.drop_select, self.drop_button], layout=wrap), self.attribute])
+
+    def apply(self) -> None:
+        """Re-score with the text boxes' contents (what the Apply button does)."""
+        self.update()
 
     @property
     def templates(self) -> list[str]:
         return parse_templates(self.templates_box.value)
 
     def set_templates(self, templates: Sequence[str]) -> None:
-        """Replace the templates (updates the text box, which triggers one update)."""
+        """Replace the templates (in the text box too) and update."""
         self.templates_box.value = "\n".join(templates)
+        self.update()
 
     def add_template(self, template: str) -> None:
         template = (template or "").strip()
@@ -168,18 +182,20 @@ class PromptLab(W.VBox):
 
 # ---------------------------------------------------------------------- figures
 def _class_layout() -> go.Layout:
-    return go.Layout(title="Recall per class and template", height=360, margin=dict(l=120, r=20, t=50, b=110),
-                     xaxis=dict(tickangle=-30, type="category"), yaxis=dict(type="category", autorange="reversed"))
+    return go.Layout(title="Recall per class and template", height=380, margin=dict(l=120, r=20, t=50, b=120),
+                     xaxis=dict(tickangle=-30, type="category", title="template (hover for the full text)"),
+                     yaxis=dict(type="category", autorange="reversed", title="class"))
 
 
 def _group_layout(flagged: bool) -> go.Layout:
-    layout = go.Layout(title="Accuracy per group and template", height=500 if flagged else 340, barmode="group",
-                       margin=dict(l=60, r=20, t=50, b=130), xaxis=dict(type="category", tickangle=-30),
-                       yaxis=dict(title="top-1 accuracy", range=[0, 1]))
+    layout = go.Layout(title="Accuracy per group and template", height=520 if flagged else 360, barmode="group",
+                       margin=dict(l=70, r=20, t=50, b=130), xaxis=dict(type="category", tickangle=-30),
+                       yaxis=dict(title="top-1 accuracy", tickformat=".0%", rangemode="tozero"),
+                       legend=dict(title=dict(text="group")))
     if flagged:
-        layout.update(yaxis=dict(domain=[0.55, 1]), yaxis2=dict(domain=[0, 0.4], title="flagged rate"),
-                      xaxis=dict(matches="x2", showticklabels=False), xaxis2=dict(anchor="y2", type="category",
-                                                                                 tickangle=-30))
+        layout.update(yaxis=dict(domain=[0.56, 1]), xaxis=dict(matches="x2", showticklabels=False),
+                      yaxis2=dict(domain=[0, 0.42], tickformat=".0%", rangemode="tozero"),
+                      xaxis2=dict(anchor="y2", type="category", tickangle=-30, title="template"))
     return layout
 
 
@@ -187,50 +203,75 @@ def _draw_classes(fig: go.FigureWidget, r: SensitivityResult, labels: list[str],
     names = [esc(f"{lbl} ({name})" if lbl != name else lbl) for lbl, name in r.classnames.items()]
     z = r.per_class.to_numpy()
     hover = [[f"{n}<br>{esc(t)}" for t in full] for n in names]
+    x = [esc(v) for v in labels]
     with fig.batch_update():
         if not fig.data:
-            fig.add_trace(go.Heatmap(colorscale="Viridis", zmin=0, zmax=1, colorbar=dict(title="recall")))
+            fig.add_trace(go.Heatmap(colorscale="Blues", zmin=0, zmax=1, texttemplate="%{z:.0%}",
+                                     colorbar=dict(title="recall", tickformat=".0%")))
         trace = fig.data[0]
-        trace.z, trace.x, trace.y = z, [esc(x) for x in labels], names
+        trace.z, trace.x, trace.y = z, x, names
         trace.text = hover
-        trace.hovertemplate = "%{text}<br>recall %{z:.3f}<extra></extra>"
+        trace.hovertemplate = "%{text}<br>recall %{z:.1%}<extra></extra>"
+        fig.layout.xaxis.update(categoryorder="array", categoryarray=x)  # ensemble last, always
 
 
 def _draw_groups(fig: go.FigureWidget, r: SensitivityResult, attr: str, labels: list[str],
                  full: list[str]) -> None:
+    assert r.per_group is not None  # the caller checked
     table = r.per_group[r.per_group["attribute"] == attr]
-    groups = list(dict.fromkeys(table["group"]))
+    groups = ordered_values(table["group"]) or list(dict.fromkeys(table["group"]))
+    colours = group_colours(groups)
     order = {t: i for i, t in enumerate(r.templates + [ENSEMBLE])}
     rows = [("acc1", "x", "y")] + ([("flagged_rate", "x2", "y2")] if r.flagged else [])
     wanted = [(m, g) for m, _, _ in rows for g in groups]
     rebuild = [(tr.meta or {}).get("key") for tr in fig.data] != [f"{m}|{g}" for m, g in wanted]
+    xs = [esc(v) for v in labels]
     with fig.batch_update():
         if rebuild:
             fig.data = ()
         for i, (metric, g) in enumerate(wanted):
             part = table[table["group"] == g].sort_values("template", key=lambda s: s.map(order))
             x = [esc(labels[order[t]]) for t in part["template"]]
-            text = [f"{esc(attr)} = {esc(g)}<br>{esc(full[order[t]])}<br>n = {n}"
-                    for t, n in zip(part["template"], part["n"])]
+            low, high = _wilson(part[metric].to_numpy(), part["n"].to_numpy())
+            text = [f"{esc(attr)} = {esc(g)}<br>{esc(full[order[t]])}<br>{_NAMES[metric]} {v:.1%} "
+                    f"[{lo:.1%}, {hi:.1%}], n = {n}"
+                    for t, v, lo, hi, n in zip(part["template"], part[metric], low, high, part["n"])]
             axes = next((xa, ya) for m, xa, ya in rows if m == metric)
             if rebuild:
-                colour = PALETTE[groups.index(g) % len(PALETTE)]
                 fig.add_trace(go.Bar(name=esc(g), legendgroup=esc(g), showlegend=metric == "acc1",
                                      xaxis=axes[0], yaxis=axes[1], meta={"key": f"{metric}|{g}"},
-                                     marker_color=colour, textposition="none",
-                                     hovertemplate="%{hovertext}<br>" + metric + " %{y:.3f}<extra></extra>"))
+                                     marker_color=colours[g], textposition="none",
+                                     error_y=dict(type="data", symmetric=False, color="#333", thickness=1),
+                                     hovertemplate="%{hovertext}<extra></extra>"))
             tr = fig.data[i]
             tr.x, tr.y, tr.hovertext = x, part[metric].to_numpy(), text
-        flag = f"; lower: rate predicted as {', '.join(map(esc, r.flagged))}" if r.flagged else ""
-        fig.layout.title.text = f"Top-1 accuracy per {esc(attr)} group{flag}"
+            tr.error_y.array, tr.error_y.arrayminus = high - part[metric].to_numpy(), part[metric].to_numpy() - low
+        for axis in ("xaxis", "xaxis2") if r.flagged else ("xaxis",):
+            fig.layout[axis].update(categoryorder="array", categoryarray=xs)
+        if r.flagged:
+            fig.layout.yaxis2.title.text = f"predicted {', '.join(map(esc, r.flagged))}"
+        flag = f" (lower: share predicted as {', '.join(map(esc, r.flagged))})" if r.flagged else ""
+        fig.layout.title.text = f"Top-1 accuracy per {esc(attr)} group, 95% Wilson intervals{flag}"
+
+
+_NAMES = {"acc1": "top-1 accuracy", "flagged_rate": "flagged"}
+
+
+def _wilson(rate: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """95% Wilson score intervals of rates over n images (statsmodels)."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = np.maximum(np.asarray(n, dtype=float), 1)
+    low, high = proportion_confint(np.round(np.asarray(rate, dtype=float) * n), n, alpha=0.05, method="wilson")
+    return np.asarray(low), np.asarray(high)
 
 
 def _summary_html(r: SensitivityResult) -> str:
     s = r.summary["acc1"]
     m = r.summary["mean_per_class_recall"]
-    line = (f"<b>top-1</b>: best {s['best']:.3f} ({esc(_short(s['best_template'], 40))}), "
-            f"worst {s['worst']:.3f}, spread {s['spread']:.3f}, std {s['std']:.3f}; "
-            f"ensemble {s['ensemble']:.3f} (gain {s['ensemble_gain_over_best']:+.3f} over the best, "
-            f"{s['ensemble_gain_over_median']:+.3f} over the median). "
-            f"<b>mean per-class recall</b>: spread {m['spread']:.3f}, ensemble {m['ensemble']:.3f}.")
+    line = (f"<b>top-1</b>: best {s['best']:.1%} ({esc(_short(s['best_template']))}), "
+            f"worst {s['worst']:.1%}, spread {100 * s['spread']:.1f} pp, std {100 * s['std']:.1f} pp; "
+            f"ensemble {s['ensemble']:.1%} ({100 * s['ensemble_gain_over_best']:+.1f} pp over the best, "
+            f"{100 * s['ensemble_gain_over_median']:+.1f} pp over the median). "
+            f"<b>mean per-class recall</b>: spread {100 * m['spread']:.1f} pp, ensemble {m['ensemble']:.1%}.")
     return f"<div>{line}</div>" + table_html(r.per_template) + table_html(r.class_extremes)

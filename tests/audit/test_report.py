@@ -74,13 +74,54 @@ def test_user_strings_are_escaped(written):
 def test_report_is_self_contained(written):
     _, report = written
     text = report.read_text()
-    assert not re.search(r"<script[^>]+src=", text, re.I)
+    assert "<script" not in text.lower()  # static SVG charts: the text paints before (without) any script
     assert not re.search(r"<link[^>]+href=", text, re.I)
-    # outside the inlined plotly.js bundle there is no http(s) URL at all
-    bundle_end = text.index("</script>")
-    rest = text[bundle_end:]
-    assert "http://" not in rest and "https://" not in rest
-    assert "Plotly.newPlot" in rest and "data:image/png;base64," in rest
+    assert "http://" not in text and "https://" not in text
+    assert text.count('<svg class="cliplab-chart"') >= 3 and "data:image/png;base64," in text
+    assert len(text.encode()) < 1_000_000
+
+
+def test_report_opens_with_its_finding(written):
+    result, report = written
+    text = report.read_text()
+    head = text[:text.index("How to read this report")]
+    top = result.flagged().iloc[0]
+    assert "headline" in head and "flagged disparit" in head
+    assert f"{100 * top['difference']:+.1f} pp" in head  # the finding, with its number, before the guide
+    assert "top-1 prediction: " in head and "against" in head
+    assert "Limitations" in text and "percentage points" in text
+
+
+def test_report_reads_as_words_not_ids(written):
+    _, report = written
+    text = report.read_text()
+    body = text[text.index("<h2>Disparities"):]
+    for raw in (">True<", ">False<", ">inf<", "-inf", ">flagged_rate<", ">topk_flagged_rate<", "nan"):
+        assert raw not in body, raw
+    assert "among the top " in body  # top-k with its k
+
+
+def test_rows_that_test_nothing_are_summarised(written):
+    result, report = written
+    d = result.disparities
+    empty = int(((d["rate"] == 0) & (d["reference_rate"] == 0)).sum())
+    text = report.read_text()
+    if empty:
+        assert f"{empty} comparison(s) where neither group" in text
+    table = text[text.index("<h2>Disparities"):text.index("<h2>Rates by group")]
+    assert table.count("<tr") - 1 == len(d) - empty  # one header row, then only rows that test something
+
+
+def test_random_init_model_is_said_at_the_top(written):
+    from cliplab.audit.html import render_html
+
+    result, _ = written
+    result.model["random_init"] = True
+    try:
+        text = render_html(result)
+    finally:
+        result.model.pop("random_init")
+    assert text.index("random weights") < text.index('<section class="headline"')
 
 
 def test_script_json_escapes_markup():

@@ -44,11 +44,16 @@ def test_adding_a_template_updates_in_place_and_encodes_only_new_prompts(tiny, l
     lab.drop_select.value = "a {}"
     lab.drop_button.click()
     assert len(lab.class_figure.data[0].x) == 3 and len(tiny.text_cache) - before == len(CLASSES) + 1
+    lab.new_template.value = "a tiny {}."
+    lab.new_template._handle_string_msg(lab.new_template, {"event": "submit"}, [])  # what Enter sends
+    assert lab.class_figure.data[0].x[-2].endswith("a tiny {}.") and lab.class_figure.data[0].x[-1] == "ensemble"
     assert lab.last_update_seconds < 1.0
 
 
 def test_editing_class_names_and_attribute(lab):
     lab.classes_box.value = "\n".join(CLASSES[:-1] + ["phone = <b>mobile</b> \"phone\""])
+    assert "phone" in lab.result.classnames and lab.result.classnames["phone"] == "phone"  # not yet applied
+    lab.apply_button.click()
     assert lab.result.classnames["phone"] == '<b>mobile</b> "phone"'
     assert "&lt;b&gt;mobile&lt;/b&gt; &quot;phone&quot;" in lab.class_figure.data[0].y[-1]
     lab.attribute.value = "age"
@@ -64,6 +69,7 @@ def test_editing_class_names_and_attribute(lab):
 def test_bad_input_becomes_a_message(lab, box, value, match):
     z = lab.class_figure.data[0].z
     getattr(lab, box).value = value
+    lab.apply()
     assert match in lab.message and "last valid state" in lab.message
     assert np.array_equal(lab.class_figure.data[0].z, z)  # charts keep the last valid state
 
@@ -87,3 +93,13 @@ def test_dropping_a_class_and_single_valued_attribute_are_explained(tiny, emb):
 
 def test_parse_classes():
     assert parse_classes("a\n\nb = bee\n") == {"a": "a", "b": "bee"}
+
+
+def test_figures_state_holds_every_trace_for_a_late_view(lab):
+    """What a browser view created after the edits renders: the synced state, not one-time messages."""
+    lab.add_template("a sketch of a {}.")
+    for fig in (lab.class_figure, lab.group_figure):
+        data = fig.get_state(["_widget_data"])["_widget_data"]
+        assert len(data) == len(fig.data) > 0
+    heat = lab.class_figure.get_state(["_widget_data"])["_widget_data"][0]
+    assert "sketch" in heat["x"][-2]
