@@ -25,6 +25,8 @@ DEFAULT_MAX_PIXELS = 64_000_000  # about 8000 x 8000; larger images are refused 
 
 @dataclass(frozen=True)
 class Skip:
+    """An image that cannot be used and why (counted and reported, never dropped silently)."""
+
     path: str
     reason: str
 
