@@ -64,7 +64,8 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     g.add_argument("--query", action="append", default=[], help="text query for retrieval bias (repeatable)")
     g.add_argument("--thumbnails", type=int, default=12, help="example thumbnails in the report (default 12)")
-    g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet")
+    g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet",
+                   help="file format of the per-image predictions (default parquet)")
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
                    help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
