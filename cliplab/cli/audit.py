@@ -16,6 +16,7 @@ from .common import (
     add_model_args,
     add_out_arg,
     add_where_arg,
+    check_exists,
     check_model_args,
     embed_kwargs,
     load_model_from_args,
@@ -118,6 +119,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
     check_model_args(args)
+    check_exists(args.images, "--images")
+    if args.metadata:
+        check_exists(args.metadata, "--metadata")
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
     images = load_audit_images(args.images, args.metadata, args.format, args.image_column)
