@@ -18,7 +18,7 @@ WHERE_METAVAR = "COLUMN=VALUE[,VALUE]"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --pretrained, --device."""
+    """--model, --pretrained or --random-init, --device."""
     g = p.add_argument_group("model")
     g.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32, cliplab-tiny), hf-hub:ID or local-dir:PATH;"
                    " optional when --pretrained is a cliplab run directory")
