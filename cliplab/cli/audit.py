@@ -1,7 +1,8 @@
 """``cliplab audit``: parses the audit options and calls cliplab.audit's run_audit / compare_label_sets.
 
 Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
-manifest, metadata); 4 the model cannot be loaded; 5 the output cannot be written;
+manifest, metadata); 4 the model cannot be loaded, or has no weights and no --random-init;
+5 the output cannot be written;
 6 (``--fail-on-disparity T``) a flagged disparity has |difference| >= T.
 """
 from __future__ import annotations
