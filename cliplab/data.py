@@ -39,6 +39,8 @@ SPREADSHEET_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".ods", ".numbers"}
 
 @dataclass(frozen=True)
 class Skip:
+    """An image that cannot be used and why (counted and reported, never dropped silently)."""
+
     path: str
     reason: str
 

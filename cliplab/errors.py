@@ -23,12 +23,18 @@ class CliplabError(Exception):
 
 
 class InputError(CliplabError, ValueError):
+    """Bad input data: a manifest, image set, label set, config or option value."""
+
     exit_code = EXIT_INPUT
 
 
 class ModelError(CliplabError):
+    """A model or weights that cannot be found, fetched or loaded."""
+
     exit_code = EXIT_MODEL
 
 
 class OutputError(CliplabError, OSError):
+    """An output that cannot be written (read-only folder, disk full, a file in the way)."""
+
     exit_code = EXIT_OUTPUT

@@ -150,6 +150,8 @@ def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
 
 @dataclass
 class ZeroShotResult:
+    """Metrics, per-image predictions, the classifier and the embeddings of one zero-shot run."""
+
     metrics: dict
     predictions: pd.DataFrame
     classifier: ZeroShotClassifier

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -9,16 +10,31 @@ from cliplab.cli import main
 from cliplab.errors import EXIT_INPUT, EXIT_OUTPUT
 
 
-def test_help_and_version_are_fast_paths():
+def test_help_lists_every_command():  # --version and torch-free --help: tests/test_cli_errors.py
     out = subprocess.run([sys.executable, "-m", "cliplab.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for cmd in ("synth", "embed", "zeroshot", "train", "models"):
+    for cmd in ("synth", "embed", "zeroshot", "train", "models", "audit"):
         assert cmd in out.stdout
 
 
-def test_models_lists_tiny(capsys):
+def test_models_lists_tiny_and_counts_the_registry(capsys):
     assert main(["models"]) == 0
-    assert "cliplab-tiny" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "cliplab-tiny" in out and re.search(r"\d+ architectures, \d+ pretrained weights", out)
+    assert main(["models", "--all"]) == 0
+    assert "ViT-B-32\tlaion2b_s34b_b79k" in capsys.readouterr().out.splitlines()
+
+
+def test_zeroshot_on_random_weights_says_so_everywhere(synth_data, tmp_path, capsys):
+    out = tmp_path / "zs"
+    code = main(["zeroshot", "--model", "cliplab-tiny", "--random-init", "--images", str(synth_data),
+                 "--classes", "kite,guitar,book,flower,ball,cup,key,phone", "--cache-dir", str(tmp_path / "c"),
+                 "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0 and printed[0].startswith("warning: RANDOM WEIGHTS: cliplab-tiny@random-seed0")
+    assert "(RANDOM WEIGHTS)" in printed[1]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert next(iter(metrics)) == "random_init" and metrics["random_init"] is True
 
 
 def test_synth_bad_value_is_one_line(tmp_path, capsys):

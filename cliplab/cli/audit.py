@@ -1,7 +1,8 @@
 """``cliplab audit``: parses the audit options and calls cliplab.audit's run_audit / compare_label_sets.
 
 Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
-manifest, metadata); 4 the model cannot be loaded; 5 the output cannot be written;
+manifest, metadata); 4 the model cannot be loaded, or has no weights and no --random-init;
+5 the output cannot be written;
 6 (``--fail-on-disparity T``) a flagged disparity has |difference| >= T.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .common import (
     add_model_args,
     add_out_arg,
     add_where_arg,
+    check_exists,
     check_model_args,
     embed_kwargs,
     load_model_from_args,
@@ -64,7 +66,8 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, help="bootstrap seed (default 0)")
     g.add_argument("--query", action="append", default=[], help="text query for retrieval bias (repeatable)")
     g.add_argument("--thumbnails", type=int, default=12, help="example thumbnails in the report (default 12)")
-    g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet")
+    g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet",
+                   help="file format of the per-image predictions (default parquet)")
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
                    help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
@@ -117,6 +120,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
     check_model_args(args)
+    check_exists(args.images, "--images")
+    if args.metadata:
+        check_exists(args.metadata, "--metadata")
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
     images = load_audit_images(args.images, args.metadata, args.format, args.image_column)

@@ -18,7 +18,7 @@ WHERE_METAVAR = "COLUMN=VALUE[,VALUE]"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    """--model, --pretrained, --device."""
+    """--model, --pretrained or --random-init, --device."""
     g = p.add_argument_group("model")
     g.add_argument("--model", help="open_clip architecture (e.g. ViT-B-32, cliplab-tiny), hf-hub:ID or local-dir:PATH;"
                    " optional when --pretrained is a cliplab run directory")
@@ -81,8 +81,17 @@ def add_out_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str)
     p.add_argument("--out", required=True, help=f"output folder: {what}")
 
 
+def check_exists(path: str, option: str) -> None:
+    """A path that is not there, said before pandas and PIL are even imported (a second saved)."""
+    if not Path(path).expanduser().exists():
+        from ..errors import InputError
+
+        raise InputError(f"{option} {path}: no such file or folder")
+
+
 def read_selected_images(args: argparse.Namespace) -> ImageSet:
     """--images, --image-column and --where, checked (a --where typo names the column's values)."""
+    check_exists(args.images, "--images")
     from ..data import check_where, parse_where, read_images, select
 
     images = read_images(args.images, args.image_column)

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
-from ..train.config import PRECISIONS, TrainConfig, load_train_config, parse_overrides, read_config_file
+from ..train.config import PRECISIONS, TrainConfig, load_train_config, parse_overrides
 
 # flag -> config key, for the flags that are shortcuts of a config key
 FLAG_KEYS = {"data": "data", "val_data": "val_data", "out": "out", "resume": "resume", "device": "device",
@@ -49,25 +48,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     Resuming without --config reuses the run's own RUN/config.yaml.
     """
-    overrides = parse_overrides(list(getattr(args, "set", None) or []))
-    for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            overrides[key] = str(value)
-    config_path = getattr(args, "config", None)
-    if not config_path and overrides.get("resume") and overrides.get("out"):
-        saved = Path(overrides["out"]).expanduser() / "config.yaml"
-        if saved.is_file():
-            values = read_config_file(saved)
-            values.update(overrides)
-            return load_train_config(None, {k: v if isinstance(v, str) else _yaml_str(v) for k, v in values.items()})
-    return load_train_config(config_path, overrides)
-
-
-def _yaml_str(value: Any) -> str:
-    if isinstance(value, list):
-        return "|".join(map(str, value))
-    return "" if value is None else str(value)
+    sets = parse_overrides(list(args.set or []))
+    flags = {key: getattr(args, flag) for flag, key in FLAG_KEYS.items() if getattr(args, flag, None) is not None}
+    config_path = args.config
+    resume, out = flags.get("resume", sets.get("resume")), flags.get("out", sets.get("out"))
+    if not config_path and resume and out and (Path(out).expanduser() / "config.yaml").is_file():
+        config_path = Path(out).expanduser() / "config.yaml"
+    return load_train_config(config_path, sets).with_overrides(**flags)
 
 
 def check_sources(config: TrainConfig) -> None:

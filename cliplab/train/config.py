@@ -77,6 +77,19 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def with_overrides(self, **values: Any) -> TrainConfig:
+        """A copy with some keys set to typed values (``epochs=2, tensorboard=False``), checked
+        as a config file's values are. A string for a non-string key is refused: ``"false"`` is
+        what ``--set`` passes (see :func:`load_train_config`), not what Python code should."""
+        types = field_types()
+        for key, value in values.items():
+            if key not in types:
+                raise unknown_key_error(key)
+            if isinstance(value, str) and types[key] is not str:
+                kind = getattr(types[key], "__name__", str(types[key]))
+                raise InputError(f"config key {key!r} takes a {kind} here, got the string {value!r}")
+        return make_config(self.to_dict() | values)
+
 
 def field_types() -> dict[str, Any]:
     hints = typing.get_type_hints(TrainConfig)
