@@ -14,6 +14,11 @@ Rows:
   Python; with a randomly initialised ViT-B-32 (the real text-tower cost) and with cliplab-tiny.
 - EmbeddingExplorer on 100,000 points: build (downsampled to 20,000 for display) and recolour, and
   the size of the figure sent to the browser; the same without downsampling for comparison.
+- Widget creation on the demo data (600 synthetic test images, cliplab-tiny), each in a fresh
+  interpreter as in a notebook: importing the widgets, then building PromptLab, EmbeddingExplorer
+  (PCA) and AuditDashboard (the audit itself is timed apart). Target: under 3 s each.
+- The report's first paint (first-contentful-paint in Debian's chromium, when playwright is installed)
+  and its size. Target: under 0.5 s and 1 MB.
 Timings are wall-clock seconds on whatever machine runs this; compare rows within one run.
 """
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +49,7 @@ def clustered(n: int, dim: int = 512, k: int = 8, seed: int = 0) -> tuple[np.nda
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), labels
 
 
-def timed(fn, *args, **kwargs) -> tuple[float, object]:
+def timed(fn, *args, **kwargs) -> tuple[float, Any]:
     t = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t, out
@@ -71,9 +77,9 @@ def bench_projection(rows: list, quick: bool) -> None:
 def _cold_umap() -> tuple[float, float]:
     """In fresh interpreters with an empty numba cache: warm_up_umap(), and a first 10k UMAP."""
     bench = str(Path(__file__).parent)
-    first = ("import time, sys; sys.path.insert(0, %r); from bench_widgets import clustered; "
+    first = (f"import time, sys; sys.path.insert(0, {bench!r}); from bench_widgets import clustered; "
              "from cliplab.geometry import project; x, _ = clustered(10_000); t = time.perf_counter(); "
-             "project(x, method='umap', cache_dir=None); print(time.perf_counter() - t)") % bench
+             "project(x, method='umap', cache_dir=None); print(time.perf_counter() - t)")
     warm = "from cliplab.geometry import warm_up_umap; print(warm_up_umap())"
     out = []
     for code in (first, warm):
@@ -96,13 +102,14 @@ def bench_prompt_lab(rows: list) -> None:
                             "age": rng.choice(["child", "adult"], len(x))})
     for arch in ("ViT-B-32", "cliplab-tiny"):
         loaded = load_model(arch, device="cpu")
-        dim = int(loaded.model.text_projection.shape[1]) if hasattr(loaded.model, "text_projection") else 512
+        proj = getattr(loaded.model, "text_projection", None)
+        dim = int(proj.shape[1]) if proj is not None else 512
         feats = x if dim == x.shape[1] else clustered(10_000, dim)[0]
         s, lab = timed(PromptLab, loaded, ImageEmbeddings(feats, records), CLASSES, TEMPLATES,
                        group_by=["tone", "age"], flagged=["thief"])
         rows.append((f"PromptLab build, 10k images, 5 templates ({arch})", s, f"{len(loaded.text_cache)} prompts"))
         times = []
-        for i, t in enumerate(["a blurry photo of a {}.", "a sketch of the {}.", "a close-up photo of a {}."]):
+        for t in (["a blurry photo of a {}.", "a sketch of the {}.", "a close-up photo of a {}."]):
             before = len(loaded.text_cache)
             s, _ = timed(lab.add_template, t)
             times.append(s)
@@ -134,14 +141,93 @@ def bench_explorer(rows: list) -> None:
         rows.append((f"Explorer recolour, 100k points, max_points={max_points:,}", s, ""))
 
 
+DEMO_WIDGETS = """
+import json, sys, time
+t = time.perf_counter()
+import cliplab
+from cliplab import demo
+from cliplab.embed import embed_images
+root = sys.argv[1]
+images = demo.held_out(demo.synthetic_data(__import__("pathlib").Path(root)))
+loaded = cliplab.load_model("cliplab-tiny", device="cpu", seed=0)
+emb = embed_images(loaded, images, cache_dir=root + "/cache", progress=False)
+out = {"set-up (data, model, embeddings)": time.perf_counter() - t}
+t = time.perf_counter(); import cliplab.widgets.prompt_lab, cliplab.widgets.explorer, cliplab.widgets.audit_dashboard
+out["import the widgets (ipywidgets, plotly)"] = time.perf_counter() - t
+t = time.perf_counter()
+cliplab.PromptLab(loaded, emb, demo.CLASSES, [demo.TEMPLATE, "a photo of a {}.", "a {}.", "a drawing of a {}.",
+                  "a photo of a thief holding a {}."], group_by=demo.GROUP_BY, flagged=demo.FLAGGED)
+out["PromptLab creation (5 templates)"] = time.perf_counter() - t
+t = time.perf_counter()
+cliplab.EmbeddingExplorer(emb, texts=["a photo of a thief."], loaded=loaded, method="pca", cache_dir=None)
+out["EmbeddingExplorer creation (PCA)"] = time.perf_counter() - t
+t = time.perf_counter()
+audit = cliplab.audit.run_audit(loaded, images, "audits/synthetic.yaml", embeddings=emb)
+out["run_audit (not a widget)"] = time.perf_counter() - t
+t = time.perf_counter()
+cliplab.AuditDashboard(audit)
+out["AuditDashboard creation"] = time.perf_counter() - t
+t = time.perf_counter()
+report = audit.write(root + "/report")
+out["report written"] = time.perf_counter() - t
+print(json.dumps({"times": out, "report": str(report)}))
+"""
+
+
+def bench_demo_widgets(rows: list) -> None:
+    """Widget creation on the demo data, in a fresh interpreter (what a notebook cell costs)."""
+    import json
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "CLIPLAB_NB_IMAGES": "3000"}
+        done = subprocess.run([sys.executable, "-c", DEMO_WIDGETS, tmp], capture_output=True, text=True,
+                              cwd=root, env=env, check=True)
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        for name, seconds in result["times"].items():
+            rows.append((f"demo data: {name}", seconds, "fresh interpreter"))
+        report = Path(result["report"])
+        paint = _first_paint(report)
+        rows.append(("report.html first paint (chromium)", paint if paint is not None else float("nan"),
+                     f"{report.stat().st_size / 1e6:.2f} MB" + ("" if paint is not None else "; no chromium")))
+
+
+def _first_paint(report: Path) -> float | None:
+    """first-contentful-paint of the report in Debian's chromium, in seconds (None without a browser)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path("/usr/bin/chromium").is_file():
+        return None
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                     args=["--no-sandbox", "--headless", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 800, "height": 900})
+        page.goto(report.as_uri())
+        paint = page.evaluate("() => new Promise(r => { const f = () => { const e = performance"
+                              ".getEntriesByName('first-contentful-paint')[0]; e ? r(e.startTime) : "
+                              "setTimeout(f, 50); }; f(); })")
+        browser.close()
+    return float(paint) / 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="skip the numba-cold UMAP subprocess")
+    parser.add_argument("--demo-only", action="store_true", help="only the demo-data widget and report rows")
     args = parser.parse_args()
     rows: list[tuple[str, float, str]] = []
+    bench_demo_widgets(rows)
+    if args.demo_only:
+        return _print(rows)
     bench_projection(rows, args.quick)
     bench_prompt_lab(rows)
     bench_explorer(rows)
+    _print(rows)
+
+
+def _print(rows: list) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'seconds':>8}  notes")
     for name, seconds, note in rows:

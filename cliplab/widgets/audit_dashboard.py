@@ -83,10 +83,12 @@ class AuditDashboard(W.VBox):
         self.update()
 
     def selection(self) -> pd.DataFrame:
-        """The rows of ``result.groups`` for the chosen attribute, metric and category."""
+        """The rows of ``result.groups`` for the chosen attribute, metric and category, groups in natural order."""
         g = self.groups
-        return g[(g["attribute"] == self.attribute.value) & (g["metric"] == self.metric.value)
-                 & (g["category"] == (self.category.value or ""))].reset_index(drop=True)
+        t = g[(g["attribute"] == self.attribute.value) & (g["metric"] == self.metric.value)
+              & (g["category"] == (self.category.value or ""))].reset_index(drop=True)
+        order = ordered_values(t["group"])  # light, medium, dark; child, adult
+        return t.set_index("group").loc[order].reset_index() if order else t
 
     def update(self) -> None:
         """Redraw the bars and the disparity table for the current choice."""
@@ -101,9 +103,6 @@ class AuditDashboard(W.VBox):
             self._say(f"{small} group(s) below the audit's minimum size, shown in grey" if small else "")
         bar = self.figure.data[0]
         marks = self._marks()
-        order = ordered_values(t["group"])
-        if order:
-            t = t.set_index("group").loc[order].reset_index()
         colours = group_colours(list(t["group"]))
         hover = [f"{esc(self.attribute.value)} = {esc(r.group)} {_tag(marks.get(r.group))}"
                  f"<br>{r.rate:.1%} [{r.ci_low:.1%}, {r.ci_high:.1%}]<br>{int(r['count'])} of {int(r.denominator)} "

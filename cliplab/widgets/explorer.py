@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from ..embed import ImageEmbeddings, embed_texts
 from ..errors import InputError
 from ..geometry import PROJECTION_CACHE, Projection, place, project
-from ..html import esc, gallery_html, message_html, table_html, thumbnail_html
+from ..html import esc, gallery_html, group_colours, message_html, ordered_values, table_html, thumbnail_html
 from ..models import LoadedModel
 from ._figure import Figure
 
@@ -90,7 +90,11 @@ class EmbeddingExplorer(W.VBox):
         self.query_button.on_click(lambda _b: self.add_query(self.query.value))
         self.recolor(color)
         controls = W.HBox([self.color, self.query, self.query_button])
-        super().__init__([self.note, controls, self.status, W.HBox([self.figure, self.hover]), self.selection])
+        self.figure.layout.update(xaxis_title=f"{self.method.upper()} 1", yaxis_title=f"{self.method.upper()} 2")
+        self.hover.layout = W.Layout(width="170px", min_width="150px")
+        super().__init__([self.note, controls, self.status,
+                          W.HBox([self.figure, self.hover], layout=W.Layout(width="100%", flex_flow="row wrap")),
+                          self.selection])
 
     # ------------------------------------------------------------------ figure
     def recolor(self, column: str | None) -> None:
@@ -98,11 +102,13 @@ class EmbeddingExplorer(W.VBox):
         values = _categories(self.records[column].iloc[self.rows] if column else None, len(self.rows))
         hover = _hover_text(self.records.iloc[self.rows], self.caption_column, column)
         traces = []
-        for value in pd.unique(values):
+        distinct = [str(v) for v in pd.unique(values)]
+        colours = group_colours(ordered_values(distinct) or sorted(distinct))  # light < medium < dark in order
+        for value in ordered_values(distinct) or sorted(distinct):
             idx = np.flatnonzero(values == value)
             traces.append(go.Scattergl(x=self.image_xy[idx, 0], y=self.image_xy[idx, 1], mode="markers",
                                        name=esc(value), customdata=idx, hovertext=hover[idx], hoverinfo="text",
-                                       marker=dict(size=5, opacity=0.75)))
+                                       marker=dict(size=5, opacity=0.8, color=colours[value])))
         traces.append(go.Scattergl(x=self.text_xy[:, 0], y=self.text_xy[:, 1], mode="markers", name="texts",
                                    hovertext=[esc(t) for t in self.texts], hoverinfo="text",  # labels would pile up
                                    marker=dict(symbol="star", size=12, color="black")))
@@ -111,6 +117,7 @@ class EmbeddingExplorer(W.VBox):
             self.figure.data = ()
             self.figure.add_traces(traces + [queries[0] if queries else _query_trace()])
             self.figure.layout.title.text = f"{self.method.upper()} map coloured by {esc(column or 'nothing')}"
+            self.figure.layout.legend.title.text = esc(column or "")
         for tr in self.figure.data:
             tr.on_hover(self._on_hover)
             tr.on_selection(self._on_selection)

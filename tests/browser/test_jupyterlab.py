@@ -174,12 +174,20 @@ def _open_and_run_all(page, url: str, token: str, notebook: str) -> None:
 
 
 ALL_CELLS_RAN = """() => { const p = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.innerText)); }"""
+    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.textContent)); }"""
 # Every plotly chart inside the widget: its number of traces, points of each, its title (browser state).
 CHART_STATE = """el => [...el.querySelectorAll('.js-plotly-plot')].map(p => ({
     traces: (p.data || []).length,
     points: (p.data || []).map(d => (d.z ? d.z.length : (d.x ? d.x.length : 0))),
     title: (p._fullLayout && p._fullLayout.title && p._fullLayout.title.text) || ''}))"""
+
+
+def _console(page) -> list[str]:
+    """Collect the page's console errors and warnings (anywidget reports failed models there)."""
+    messages: list[str] = []
+    page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"[:500]) if m.type in ("error", "warning")
+            else None)
+    return messages
 
 
 def _wait_all_cells(page, seconds: int = RUN_ALL_SECONDS) -> None:
@@ -229,6 +237,7 @@ def test_notebook_runs_all_and_draws_every_chart(playwright_api, jupyter, name):
     with playwright_api() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": width, "height": height})
+        console = _console(page)
         try:
             _open_and_run_all(page, url, token, f"{name}.ipynb")
             _wait_all_cells(page)
@@ -247,6 +256,7 @@ def test_notebook_runs_all_and_draws_every_chart(playwright_api, jupyter, name):
                 _hover_and_lasso(page)
         finally:
             page.screenshot(path=str(ARTIFACTS / f"jupyterlab-{name}.png"))
+            (ARTIFACTS / f"console-{name}.txt").write_text("\n".join(console))
             browser.close()
 
 
@@ -309,12 +319,14 @@ def test_minimal_reproduction_late_figure_in_a_vbox(playwright_api, jupyter):
     with playwright_api() as pw:
         browser = launch(pw)
         page = browser.new_page(viewport={"width": 1200, "height": 700})
+        console = _console(page)
         try:
             _open_and_run_all(page, url, token, REPRO)
             _wait_all_cells(page, 120)
             states = _check_charts(page, "cliplab-repro", 1)
             assert states[0]["points"] == [3] and states[0]["title"] == "late figure"
         finally:
+            (ARTIFACTS / "console-repro.txt").write_text("\n".join(console))
             page.screenshot(path=str(ARTIFACTS / "jupyterlab-repro.png"))
             browser.close()
 

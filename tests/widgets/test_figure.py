@@ -40,3 +40,13 @@ def test_added_traces_and_edits_reach_the_synced_state():
     assert list(data[0]["y"]) == [3, 4] and layout["title"]["text"] == "new title"
     fig.data = ()
     assert _state(fig)[0] == []
+
+
+def test_the_view_redraws_from_the_synced_state():
+    """The installed plotly's bundle has the shape the patch expects (else an upgrade must be looked at)."""
+    from cliplab.widgets._figure import patched_bundle
+
+    esm = patched_bundle()
+    assert esm is not None and Figure._esm == esm
+    assert ".default.react(el, structuredClone(state.get(\"_widget_data\")" in esm
+    assert 'ctx.model.on("change:_widget_data", redraw)' in esm and esm.count("export default") == 1
