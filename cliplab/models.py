@@ -25,6 +25,7 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg
 
+from . import text_towers
 from .errors import ModelError
 from .registry import CONFIG_DIR, tiny_model_names
 
@@ -237,6 +238,9 @@ def _readable_weights(path: str) -> bool:
 
 def _create(spec: str, weights: str | None, device: torch.device, identity: str, name: str,
             weights_file: str | None = None, **kwargs: Any) -> LoadedModel:
+    spec, weights, kwargs, tower = text_towers.prepare(spec, weights, kwargs)  # a packaged text tower's folder
+    if tower is not None:
+        identity = f"{identity}+text@{tower.digest}"
     quiet = _DropRandomInitWarning()  # cliplab says "random" in the identity; open_clip's warning is noise
     logging.getLogger().addFilter(quiet)
     try:
@@ -260,7 +264,7 @@ def _create(spec: str, weights: str | None, device: torch.device, identity: str,
     finally:
         logging.getLogger().removeFilter(quiet)
     model.eval()
-    tokenizer = open_clip.get_tokenizer(spec)
+    tokenizer = tower.tokenizer() if tower else open_clip.get_tokenizer(spec)
     return LoadedModel(model, preprocess, tokenizer, name, identity, device, preprocess_train)
 
 
@@ -275,7 +279,7 @@ def _unpickling_message(path: str, error: str) -> str:
 
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "initialized randomly" not in record.getMessage()
+        return not any(k in record.getMessage() for k in ("initialized randomly", "initialized partially"))
 
 
 # ---------------------------------------------------------------- fetching pretrained weights
