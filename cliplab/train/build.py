@@ -25,28 +25,6 @@ from .loaders import CachedBatches, FileBatches, WdsBatches, decode_all, pil_sta
 LOGIT_SCALE_MAX = math.log(100.0)  # CLIP clamps the learned temperature at 100
 
 
-class ContrastiveModel(nn.Module):
-    """An open_clip model's forward for training; identical captions of a batch are encoded once.
-
-    Deduplication gives the same features and gradients as encoding every caption (the copies
-    are identical), at a fraction of the text tower's cost when captions repeat.
-    """
-
-    def __init__(self, clip: nn.Module, dedupe_captions: bool = True):
-        super().__init__()
-        self.clip, self.dedupe = clip, dedupe_captions
-
-    def forward(self, images: torch.Tensor, tokens: torch.Tensor):
-        if self.dedupe:
-            unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
-            text = self.clip.encode_text(unique, normalize=True)[inverse] if len(unique) < len(tokens) \
-                else self.clip.encode_text(tokens, normalize=True)
-        else:
-            text = self.clip.encode_text(tokens, normalize=True)
-        image = self.clip.encode_image(images, normalize=True)
-        return image, text, self.clip.logit_scale.exp(), getattr(self.clip, "logit_bias", None)
-
-
 def build_model(cfg: TrainConfig, device: torch.device) -> LoadedModel:
     """The open_clip model (random init from ``seed`` unless ``pretrained``), set up for training."""
     loaded = load_model(cfg.model, cfg.pretrained or None, str(device), seed=cfg.seed)
@@ -57,6 +35,8 @@ def build_model(cfg: TrainConfig, device: torch.device) -> LoadedModel:
             clip.logit_scale.data.fill_(math.log(10.0))
     if cfg.lock_image:
         clip.lock_image_tower(unlocked_groups=cfg.lock_image_unlocked_groups)
+    if cfg.lock_text:
+        clip.lock_text_tower(unlocked_layers=cfg.lock_text_unlocked_layers)
     if cfg.grad_checkpointing:
         clip.set_grad_checkpointing(True)
     clip.train()
@@ -112,11 +92,16 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_ste
 
 
 def build_loss(cfg: TrainConfig, dist: DistInfo) -> nn.Module:
-    """open_clip's losses; features are gathered across ranks with gradients (global negatives)."""
+    """open_clip's losses; features are gathered across ranks with gradients (global negatives).
+
+    With ClipLoss, identical captions of a batch act as positives of each other's images (exactly,
+    since ContrastiveModel gives the copies identical features; see contrastive.py); SigLipLoss
+    scores every image-text pair on its own and counts the other copies as negatives.
+    """
     if cfg.loss == "siglip":
         return open_clip.loss.SigLipLoss(rank=dist.rank, world_size=dist.world_size)
     return open_clip.loss.ClipLoss(local_loss=False, gather_with_grad=True, cache_labels=True,
-                              rank=dist.rank, world_size=dist.world_size)
+                                   rank=dist.rank, world_size=dist.world_size)
 
 
 def autocast_factory(precision: str, device: torch.device) -> Callable:
@@ -159,6 +144,10 @@ def build_train_data(cfg: TrainConfig, loaded: LoadedModel, dist: DistInfo, log:
         return TrainData(batches, cfg.train_num_samples, f"{len(batches.shards)} webdataset shards", [])
     pairs = read_pairs(cfg.data, "train", cfg.image_column, cfg.caption_column, cfg.split_column, cfg.label_column)
     skipped = list(pairs.skipped)
+    distinct = set(pairs.captions)
+    if len(distinct) < 2:
+        raise InputError(f"{pairs.source}: the training rows hold 1 distinct caption ({next(iter(distinct))!r}); "
+                         "contrastive training needs at least 2 different captions")
     size = loaded.model.visual.preprocess_cfg["size"]
     h, w = (size, size) if isinstance(size, int) else size
     cache_bytes = len(pairs) * 3 * h * w

@@ -1,7 +1,10 @@
 """Checkpoints: written atomically, loaded with ``torch.load(weights_only=True)``, last K kept.
 
 A checkpoint holds everything needed to continue a run bit-for-bit: model, optimizer, scheduler
-and grad-scaler state, the step and epoch, the RNG states and the config. The final model is
+and grad-scaler state, the step and epoch, the RNG states and the config. Locked (frozen)
+weights are left out, as they have no optimizer state and never change: a resumed run takes
+them from where the run first did (its pretrained source; a packaged text tower's hash is
+recorded and checked). The final model is
 also exported in open_clip's local-dir layout (RUN/final/open_clip_config.json + weights) so
 that open_clip itself, and ``cliplab.models.load_model(pretrained=RUN)``, can load it.
 """
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import text_towers
 from ..atomic import atomic_path, write_json
 from ..errors import ModelError, OutputError
 from ..models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR
@@ -27,7 +31,7 @@ _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as plain types (loadable with weights_only=True)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    _kind, keys, pos, has_gauss, gauss = np.random.get_state()
     state = {"python": _to_plain(random.getstate()), "torch": torch.get_rng_state(),
              "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                        "has_gauss": int(has_gauss), "gauss": float(gauss)}}
@@ -131,8 +135,42 @@ def check_architecture(state: dict[str, Any], model_name: str, path: Path) -> No
                          f"{model_name!r}; resume with --set model={saved} or start a new --out")
 
 
+def trainable_state(model: torch.nn.Module) -> dict[str, Any]:
+    """The checkpoint's model part: every buffer and trainable parameter; frozen parameters only by name."""
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    state = {k: v for k, v in model.state_dict().items() if k not in frozen}
+    return {"model": state, "frozen": sorted(frozen)}
+
+
+def restore_model(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    """Load a checkpoint's weights; the parameters it leaves out must be exactly the ones it says are frozen."""
+    what = f"checkpoint weights do not fit model {state.get('model_name')}"
+    try:
+        result = model.load_state_dict(state["model"], strict=False)
+    except RuntimeError as e:
+        raise ModelError(f"{what}: {str(e).splitlines()[0]}") from None
+    frozen = set(state.get("frozen", []))
+    missing = set(result.missing_keys) - frozen
+    if missing or result.unexpected_keys or frozen - set(result.missing_keys):
+        bad = sorted(missing)[:3] or list(result.unexpected_keys)[:3] or sorted(frozen - set(result.missing_keys))[:3]
+        raise ModelError(f"{what}: keys missing, unexpected or no longer frozen, e.g. {', '.join(bad)}")
+
+
+def text_tower_record(model_cfg: dict) -> dict[str, str] | None:
+    """Name and weights hash of the model's packaged text tower (None when it has none)."""
+    name = text_towers.tower_name(model_cfg)
+    return text_towers.find_tower(name).record if name else None
+
+
+def check_text_tower(state: dict[str, Any], path: Path) -> None:
+    """A checkpoint without its frozen text weights resumes only against the same installed weights."""
+    record = state.get("text_tower")
+    if record:
+        text_towers.check_record(record, text_towers.find_tower(record["name"]), f"checkpoint {path}")
+
+
 def export_final(run_dir: Path, model: torch.nn.Module, model_name: str, model_cfg: dict,
-                 preprocess_cfg: dict) -> Path:
+                 preprocess_cfg: dict, text_tower: dict[str, str] | None = None) -> Path:
     """RUN/final in open_clip's local-dir layout: open_clip_config.json + a plain state dict."""
     final = Path(run_dir) / RUN_MODEL_DIR
     try:
@@ -143,6 +181,8 @@ def export_final(run_dir: Path, model: torch.nn.Module, model_name: str, model_c
     with atomic_path(final / OPEN_CLIP_WEIGHTS) as tmp:
         torch.save(state, tmp)
     preprocess = {k: list(v) if isinstance(v, tuple) else v for k, v in preprocess_cfg.items()}
-    write_json(final / OPEN_CLIP_CONFIG, {"model_name": model_name, "model_cfg": model_cfg,
-                                          "preprocess_cfg": preprocess})
+    config = {"model_name": model_name, "model_cfg": model_cfg, "preprocess_cfg": preprocess}
+    if text_tower:
+        config[text_towers.RECORD_KEY] = text_tower
+    write_json(final / OPEN_CLIP_CONFIG, config)
     return final

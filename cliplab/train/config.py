@@ -43,6 +43,9 @@ class TrainConfig:
     pretrained: str = ""  # open_clip tag, checkpoint file or cliplab run dir; "" = random init
     lock_image: bool = False  # LiT: freeze the image tower
     lock_image_unlocked_groups: int = 0  # leave this many last layer groups of the image tower trainable
+    lock_text: bool = False  # freeze the text tower, its projection trains (cliplab-minilm's configs set it)
+    lock_text_unlocked_layers: int = 0  # leave this many last layers of the text tower trainable
+    cache_text_features: bool = True  # fully locked HF text tower: each distinct caption through it once per run
     grad_checkpointing: bool = False
     compile: bool = False  # torch.compile the model
     loss: str = "clip"  # clip (InfoNCE) | siglip (sigmoid)
@@ -128,7 +131,7 @@ def _check_ranges(c: TrainConfig) -> None:
         if getattr(c, key) <= 0:
             raise InputError(f"config key {key!r} must be positive, got {getattr(c, key)}")
     for key in ("warmup_steps", "checkpoint_every", "workers", "augment_shift", "train_num_samples",
-                "eval_every", "threads", "lock_image_unlocked_groups", "seed"):
+                "eval_every", "threads", "lock_image_unlocked_groups", "lock_text_unlocked_layers", "seed"):
         if getattr(c, key) < 0:
             raise InputError(f"config key {key!r} must be >= 0, got {getattr(c, key)}")
     for key in ("lr", "eps", "cache_max_gb"):

@@ -24,11 +24,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from ..atomic import prepare_out_dir, write_table, write_text
-from ..errors import InputError, ModelError, OutputError
+from ..errors import InputError, OutputError
 from ..models import LoadedModel
 from .build import (
     LOGIT_SCALE_MAX,
-    ContrastiveModel,
     TrainData,
     autocast_factory,
     build_eval_data,
@@ -42,17 +41,23 @@ from .build import (
 )
 from .checkpoint import (
     check_architecture,
+    check_text_tower,
     export_final,
     list_checkpoints,
     load_checkpoint,
     resolve_resume,
+    restore_model,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    text_tower_record,
+    trainable_state,
 )
 from .config import TrainConfig, config_yaml
+from .contrastive import ContrastiveModel, TextFeatureCache, locked_hf_tower
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .evaluate import EvalSet, evaluate
+from .loaders import CachedBatches
 from .metrics import RunLog
 
 
@@ -95,6 +100,7 @@ def _open_run(cfg: TrainConfig, dist: DistInfo) -> tuple[Path, dict[str, Any] | 
     state = load_checkpoint(path) if path else None
     if state is not None:
         check_architecture(state, cfg.model, path)
+        check_text_tower(state, path)
         note = f"resuming from {path} (step {state['step']}, epoch {state['epoch']})"
         changed = [f"{k} {v!r} -> {getattr(cfg, k)!r}" for k, v in state["config"].items()
                    if k not in ("resume", "out") and hasattr(cfg, k) and getattr(cfg, k) != v]
@@ -145,9 +151,11 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainResult:
         bar.close()
     final = s.run_dir / "final"
     if dist.is_main:
-        final = export_final(s.run_dir, s.clip, s.loaded.name, s.model_cfg, s.clip.visual.preprocess_cfg)
-        s.log.line(f"final model: {final} (load with cliplab --pretrained {s.run_dir}, or open_clip "
-                   f"'local-dir:{final}')")
+        final = export_final(s.run_dir, s.clip, s.loaded.name, s.model_cfg, s.clip.visual.preprocess_cfg,
+                             text_tower_record(s.model_cfg))
+        how = (f"cliplab.text_towers.open_clip_dir('{s.run_dir}', DEST) for open_clip 'local-dir:DEST'"
+               if text_tower_record(s.model_cfg) else f"open_clip 'local-dir:{final}'")
+        s.log.line(f"final model: {final} (load with cliplab --pretrained {s.run_dir}, or {how})")
     s.log.close()
     barrier(dist)
     return TrainResult(s.run_dir, final, s.step, last, s.data.n_pairs, len(s.data.skipped))
@@ -173,7 +181,8 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
     scheduler = build_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
     scaler = build_scaler(cfg.precision, dist.device)
     step = _restore(state, clip, optimizer, scheduler, scaler) if state is not None else 0
-    model: torch.nn.Module = ContrastiveModel(clip, cfg.dedupe_captions)
+    text_cache = _text_cache(cfg, clip, model_cfg, data, log.line)
+    model: torch.nn.Module = ContrastiveModel(clip, cfg.dedupe_captions, text_cache)
     if cfg.compile:
         model = torch.compile(model)
     if dist.enabled:
@@ -185,6 +194,23 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
     session = Session(cfg, dist, run_dir, log, loaded, model, data, eval_set, optimizer, scheduler, scaler,
                       build_loss(cfg, dist), autocast, model_cfg, steps_per_epoch, step)
     return session, state
+
+
+def _text_cache(cfg: TrainConfig, clip: torch.nn.Module, model_cfg: dict, data: TrainData,
+                log: Callable) -> TextFeatureCache | None:
+    """With a locked HF text tower: its pooled output of each distinct caption, computed once (eval mode)."""
+    tower = locked_hf_tower(clip)
+    if tower is None and text_tower_record(model_cfg) and not cfg.lock_text:
+        log("note: the pretrained text tower is fine-tuned (lock_text: false), which is slow on a CPU")
+    if tower is None or not cfg.cache_text_features:
+        return None
+    cache = TextFeatureCache(tower)
+    if isinstance(data.batches, CachedBatches):  # captions known up front: encode them now
+        t0 = time.time()
+        cache.pooled(torch.unique(data.batches.tokens, dim=0))
+        log(f"text features: {len(cache)} distinct captions through the locked text tower once "
+            f"({time.time() - t0:.1f} s); each step runs the image tower and the text projection only")
+    return cache
 
 
 def _run_epoch(s: Session, epoch: int, first: int, bar) -> dict[str, float]:
@@ -219,18 +245,14 @@ def _save(s: Session, epoch: int, epoch_step: int) -> None:
     """A checkpoint to continue from: the position is (epoch, epoch_step), i.e. batches done in that epoch."""
     if s.dist.is_main:
         save_checkpoint(s.run_dir, {
-            "step": s.step, "epoch": epoch, "epoch_step": epoch_step, "model": s.clip.state_dict(),
+            "step": s.step, "epoch": epoch, "epoch_step": epoch_step, **trainable_state(s.clip),
             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
             "scaler": s.scaler.state_dict(), "rng": rng_state(), "config": s.cfg.to_dict(),
-            "model_name": s.loaded.name}, s.cfg.keep_checkpoints)
+            "model_name": s.loaded.name, "text_tower": text_tower_record(s.model_cfg)}, s.cfg.keep_checkpoints)
 
 
 def _restore(state: dict[str, Any], clip, optimizer, scheduler, scaler) -> int:
-    try:
-        clip.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ModelError(f"checkpoint weights do not fit model {state.get('model_name')}: "
-                         f"{str(e).splitlines()[0]}") from None
+    restore_model(clip, state)
     optimizer.load_state_dict(state["optimizer"])
     schedules = copy.deepcopy(scheduler.lr_lambdas)  # load_state_dict overwrites the objects' fields
     scheduler.load_state_dict(state["scheduler"])

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cliplab.train import train
-from cliplab.train.build import ContrastiveModel, CosineSchedule, build_optimizer, no_weight_decay
+from cliplab.train.build import CosineSchedule, build_optimizer, no_weight_decay
+from cliplab.train.contrastive import ContrastiveModel
 from cliplab.train.config import TrainConfig
 
 
