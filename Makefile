@@ -1,5 +1,5 @@
 # make install: .venv with cliplab and everything its tests and notebooks need (and cliplab-minilm's text tower).
-# make demo:    install + synthesise data with a planted bias, train the tiny model, zero-shot + audit.
+# make demo:    install + synthesise data with a planted bias, train cliplab-minilm, zero-shot + audits.
 # make test:    install + the whole test suite but the browser tests.
 # make test-browser: install + chromium (apt) + playwright + the browser tests (CI runs both).
 PYTHON ?= python3
@@ -17,15 +17,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -c "from cliplab.geometry import warm_up_umap; print(f'umap compiled once: {warm_up_umap():.0f} s')"
 	touch $@
 
+# the demo's model: a frozen pretrained MiniLM text tower and a small ViT trained here on the synthetic world
 demo: install
-	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 3000 --seed 0 --bias 0.4
-	$(VENV)/bin/cliplab train --config training/configs/tiny-synthetic.yaml --data $(DEMO)/data/metadata.csv \
+	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 3000 --seed 0 --bias 0.2 --quiet
+	$(VENV)/bin/cliplab train --config training/configs/minilm-synthetic.yaml --data $(DEMO)/data/metadata.csv \
 		--out $(DEMO)/run
-	$(VENV)/bin/cliplab zeroshot --pretrained $(DEMO)/run --images $(DEMO)/data/metadata.csv --where split=test --quiet \
-		--classes kite,guitar,book,flower,ball,cup,key,phone --templates 'a photo of a person holding a {}.' \
-		--out $(DEMO)/zeroshot
+	$(PY) -m cliplab.synth.evaluate --pretrained $(DEMO)/run --data $(DEMO)/data/metadata.csv \
+		--cache-dir $(DEMO)/cache --out $(DEMO)/scores.json
 	$(VENV)/bin/cliplab audit --labels audits/synthetic.yaml --images $(DEMO)/data/metadata.csv \
-		--pretrained $(DEMO)/run --quiet --out $(DEMO)/audit
+		--pretrained $(DEMO)/run --cache-dir $(DEMO)/cache --quiet --out $(DEMO)/audit
+	$(VENV)/bin/cliplab audit --labels audits/synthetic-people.yaml --compare audits/synthetic-people-with-child.yaml \
+		--images $(DEMO)/data/metadata.csv --pretrained $(DEMO)/run --cache-dir $(DEMO)/cache --quiet \
+		--out $(DEMO)/audit-people
 
 test: install
 	$(PY) -m pytest -q --ignore=tests/browser
