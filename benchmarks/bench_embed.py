@@ -69,7 +69,7 @@ def duplicate_rows(folder: Path, rows: int) -> list[tuple]:
     out = []
     for run in ("empty cache", "warm cache"):
         p = subprocess.run([sys.executable, "-c", _DUP_RUN, str(manifest), str(folder / "cache")],
-                           capture_output=True, text=True, check=True)
+                           capture_output=True, text=True, check=True, cwd=folder)  # cwd: not this checkout
         seconds, encoded, n, mb = p.stdout.split()
         out.append((run, float(seconds), int(encoded), int(n), float(mb)))
     return out
