@@ -36,6 +36,11 @@ def test_an_output_set_is_all_or_nothing(tmp_path):
         raise OSError(28, "No space left on device")  # b.txt never written
     assert (tmp_path / "a.txt").read_text() == "old a" and check_output_set(tmp_path, "info.json")["n"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt", "info.json"]  # no temp files left
+    (tmp_path / "c.txt").mkdir()
+    with pytest.raises(OutputError, match="in the way"), output_set(tmp_path, "info.json", {"n": 3}) as files:
+        files.text("a.txt", "new a")
+        files.text("c.txt", "new c")
+    assert (tmp_path / "a.txt").read_text() == "old a" and check_output_set(tmp_path, "info.json")["n"] == 1
     (tmp_path / "b.txt").write_text("mixed in")
     with pytest.raises(InputError, match="does not belong"):
         check_output_set(tmp_path, "info.json")
