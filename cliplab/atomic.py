@@ -170,6 +170,9 @@ def output_set(folder: str | Path, manifest: str, data: dict[str, Any]) -> Itera
         mtmp.write_text(text, encoding="utf-8")
         with open(mtmp, "rb+") as f:
             os.fsync(f.fileno())
+        blocked = [t.name for t in [*(t for t, _, _ in files._staged), out / manifest] if t.is_dir()]
+        if blocked:  # found before anything of the old set is touched
+            raise OutputError(f"cannot write {out / blocked[0]}: a folder of that name is in the way")
         try:
             (out / manifest).unlink(missing_ok=True)
             for _, _, commit in files._staged:

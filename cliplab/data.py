@@ -95,7 +95,7 @@ def from_paths(paths: Sequence[str | Path]) -> ImageSet:
         raise InputError("no image paths given")
     records = pd.DataFrame({"path": files, "image": [os.fspath(p) for p in paths]})
     images = _drop_unreadable(records, f"a list of {len(files)} paths")
-    images.n_duplicates = int(records["path"].duplicated().sum())
+    images.n_duplicates = _n_duplicates(images.records["path"])
     return images
 
 
@@ -134,7 +134,7 @@ def _list_folder(base: str) -> tuple[list[str], list[str], list[str]]:
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
-        dirs.sort()
+        dirs.sort(key=lambda d: (os.path.islink(os.path.join(root, d)), d))  # a folder by its own name first
         for name in names:
             ext = os.path.splitext(name)[1].lower()
             bucket = images if ext in IMAGE_EXTENSIONS else unreadable if ext in UNREADABLE_IMAGE_EXTENSIONS else others
@@ -225,12 +225,17 @@ def read_manifest(path: Path, image_column: str | None = None) -> ImageSet:
         table.insert(0, "path", resolved)
     images = _drop_unreadable(table, str(path))
     images.skipped[:0] = skipped
-    images.n_duplicates = int(images.records["path"].duplicated().sum())
+    images.n_duplicates = _n_duplicates(images.records["path"])
     missing = {c: n for c, n in missing_counts(table).items() if c not in ("path", image_column)}
     if missing:
         shown = ", ".join(f"{c}: {n}" for c, n in list(missing.items())[:6])
         images.notes.append(f"empty cells (missing values) in {path.name}: {shown}")
     return images
+
+
+def _n_duplicates(paths: pd.Series) -> int:
+    """Rows naming a file an earlier row names, however spelled (``a/./x.png``, ``b/../a/x.png``)."""
+    return int(paths.map(os.path.normpath).duplicated().sum())
 
 
 def _drop_unreadable(records: pd.DataFrame, source: str) -> ImageSet:
@@ -353,7 +358,7 @@ def select(images: ImageSet, where: Mapping[str, Sequence[str]]) -> ImageSet:
     kept = images.records[where_mask(images.records, where)].reset_index(drop=True)
     if kept.empty:
         raise InputError(f"--where {dict(where)} selects none of the {len(images)} images in {images.source}")
-    return ImageSet(kept, images.source, images.skipped, int(kept["path"].duplicated().sum()), list(images.notes))
+    return ImageSet(kept, images.source, images.skipped, _n_duplicates(kept["path"]), list(images.notes))
 
 
 def check_where(records: pd.DataFrame, where: Mapping[str, Sequence[str]], source: str) -> None:

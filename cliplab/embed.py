@@ -175,8 +175,7 @@ def embed_images(
         raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
     if not isinstance(images, ImageSet):
         images = read_images(images)
-    codes, distinct = pd.factorize(images.records["path"])
-    distinct = distinct.tolist()
+    codes, distinct = _distinct_files(images.records["path"])
     cache = EmbeddingCache(cache_dir, loaded) if cache_dir is not None else None
     keys = [EmbeddingCache.key(p, verify_cache) for p in distinct]
     found = cache.load() if cache else {}
@@ -187,7 +186,8 @@ def embed_images(
                      progress) if todo else {}
     if cache:
         cache.compact()
-    skipped = list(images.skipped) + [Skip(distinct[j], failed[j]) for j in codes if j in failed]
+    bad_rows = np.flatnonzero(np.isin(codes, list(failed)))
+    skipped = list(images.skipped) + [Skip(images.records["path"].iat[i], failed[codes[i]]) for i in bad_rows]
     ok_files = [j for j, f in enumerate(feats) if f is not None]
     if not ok_files:
         first = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
@@ -195,10 +195,18 @@ def embed_images(
     done = [f for f in feats if f is not None]
     table = np.zeros((len(distinct), len(done[0])), dtype=dtype)
     table[ok_files] = np.stack(done)
-    rows = np.flatnonzero(~np.isin(codes, list(failed)))
+    rows = np.setdiff1d(np.arange(len(codes)), bad_rows)
     return ImageEmbeddings(table[codes[rows]], images.records.iloc[rows].reset_index(drop=True), skipped,
                            n_cached=len(distinct) - len(todo), n_encoded=len(todo) - len(failed),
                            model_identity=loaded.identity)
+
+
+def _distinct_files(paths: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """(row -> file index, the distinct real files): rows that name one file in different ways
+    (``./x.png``, a symlink) share it. Paths are resolved once per distinct string, not per row."""
+    string_codes, strings = pd.factorize(paths)
+    real_codes, real = pd.factorize(np.array([os.path.realpath(s) for s in strings], dtype=object))
+    return real_codes[string_codes], list(real)
 
 
 def _encode(loaded, todo, paths, feats, keys, cache, batch_size, workers, max_pixels, flush_every,

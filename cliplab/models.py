@@ -33,7 +33,7 @@ RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (ope
 OPEN_CLIP_CONFIG = "open_clip_config.json"
 OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
 NETWORK_PROBE_SECONDS = 3.0
-MAX_INFLATED_ENTRY = 64 << 20  # torch.save stores entries uncompressed; a compressed one inflating past this is refused
+MAX_INFLATED = 64 << 20  # torch.save stores entries uncompressed; compressed ones inflating past this: refused
 TRAIN_CHECKPOINT_KEYS = {"model", "optimizer", "step", "config"}  # a `cliplab train` checkpoints/step_N.pt
 
 open_clip.add_model_config(CONFIG_DIR)  # registers cliplab-tiny etc. in open_clip's registry
@@ -187,10 +187,12 @@ def check_archive(path: str | Path) -> None:
             entries = z.infolist()
     except (OSError, zipfile.BadZipFile):
         return  # torch.load will say what is wrong with it
-    for e in entries:
-        if e.compress_type != zipfile.ZIP_STORED and e.file_size > MAX_INFLATED_ENTRY:
-            raise ModelError(f"refused to load {path}: its entry {e.filename} inflates from {e.compress_size:,} to "
-                             f"{e.file_size:,} bytes (torch.save writes entries uncompressed; a zip bomb?)")
+    packed = [e for e in entries if e.compress_type != zipfile.ZIP_STORED]
+    if sum(e.file_size for e in packed) > MAX_INFLATED:  # one entry or many together
+        e = max(packed, key=lambda e: e.file_size)
+        raise ModelError(f"refused to load {path}: its compressed entries inflate to "
+                         f"{sum(e.file_size for e in packed):,} bytes ({e.filename} inflates from {e.compress_size:,} "
+                         f"to {e.file_size:,}); torch.save writes entries uncompressed: a zip bomb?")
 
 
 def _train_checkpoint_model(path: Path) -> dict[str, Any] | None:

@@ -149,7 +149,8 @@ def test_two_processes_fill_one_cache(tiny, synth_data, tmp_path):
     assert [p.returncode for p in procs] == [0, 0], errs
     again = embed_images(tiny, synth_data, cache_dir=tmp_path / "c", progress=False)
     assert again.n_cached == 192
-    np.testing.assert_array_equal(np.load(tmp_path / "o1" / "embeddings.npy"), np.load(tmp_path / "o2" / "embeddings.npy"))
+    np.testing.assert_array_equal(np.load(tmp_path / "o1" / "embeddings.npy"),
+                                  np.load(tmp_path / "o2" / "embeddings.npy"))
     np.testing.assert_allclose(again.features, np.load(tmp_path / "o1" / "embeddings.npy"), atol=1e-6)
 
 
@@ -157,3 +158,87 @@ def test_truncated_texts_are_recorded(tiny):
     long = "a photo of " + "a very " * 40 + "long cat"
     embed_texts(tiny, ["a cat", long])
     assert long in tiny.truncated_texts and "a cat" not in tiny.truncated_texts
+
+
+def test_each_distinct_file_is_encoded_once_and_rows_keep_their_metadata(tiny, tmp_path):
+    import pandas as pd
+
+    folder = _folder(tmp_path / "imgs", n=3)
+    rows = [f"{i % 3:02d}.png" if i % 5 else f"./{i % 3:02d}.png" for i in range(60)]
+    pd.DataFrame({"image": rows, "row": range(60)}).to_csv(folder / "m.csv", index=False)
+    r = embed_images(tiny, folder / "m.csv", cache_dir=None, progress=False)
+    assert r.n_encoded == 3 and len(r) == 60 and r.records["row"].tolist() == [str(i) for i in range(60)]
+    one = embed_images(tiny, [folder / "01.png"], cache_dir=None, progress=False)  # a list of paths
+    np.testing.assert_allclose(r.features[r.records["image"].str.endswith("01.png").to_numpy()],
+                               np.repeat(one.features, 20, axis=0), atol=1e-6)
+
+
+def test_verify_cache_sees_a_rewrite_with_the_same_size_and_mtime(tiny, tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "x.bmp"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+    for verify in (False, True):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)
+        st = path.stat()
+        first = embed_images(tiny, [path], cache_dir=tmp_path / f"c{verify}", verify_cache=verify, progress=False)
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(path)  # BMP: same size
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert path.stat().st_size == st.st_size
+        again = embed_images(tiny, [path], cache_dir=tmp_path / f"c{verify}", verify_cache=verify, progress=False)
+        fresh = embed_images(tiny, [path], cache_dir=None, progress=False)
+        stale = np.allclose(again.features, first.features)
+        assert stale != verify  # path+size+mtime keys cannot see it (README says when); content keys do
+        if verify:
+            np.testing.assert_allclose(again.features, fresh.features, atol=1e-6)
+
+
+def test_non_finite_embeddings_stop_with_a_model_error(tmp_path):
+    import pytest
+    import torch
+
+    from cliplab.errors import ModelError
+    from cliplab.models import load_model
+
+    broken = load_model("cliplab-tiny", device="cpu")
+    with torch.no_grad():
+        broken.model.visual.proj.fill_(float("nan"))
+    with pytest.raises(ModelError, match=r"non-finite \(NaN/inf\) image embeddings"):
+        embed_images(broken, _folder(tmp_path / "imgs", n=2), cache_dir=tmp_path / "c", progress=False)
+    assert not list((tmp_path / "c").rglob("shard-*"))  # nothing NaN was cached
+    with torch.no_grad():
+        broken.model.text_projection.fill_(float("inf"))
+    with pytest.raises(ModelError, match="text embeddings"):
+        embed_texts(broken, ["a photo"])
+
+
+def test_bad_arguments_and_a_file_deleted_after_listing(tiny, tmp_path):
+    import pytest
+
+    from cliplab.data import read_images
+    from cliplab.errors import InputError
+
+    folder = _folder(tmp_path / "imgs", n=3)
+    with pytest.raises(InputError, match="workers must be 0"):
+        embed_images(tiny, folder, workers=-1, cache_dir=None, progress=False)
+    with pytest.raises(InputError, match="max_pixels must be at least 1"):
+        embed_images(tiny, folder, max_pixels=0, cache_dir=None, progress=False)
+    listed = read_images(folder)
+    (folder / "01.png").unlink()
+    r = embed_images(tiny, listed, cache_dir=tmp_path / "c", progress=False)
+    assert len(r) == 2 and [(s.path.rsplit("/", 1)[1], s.reason) for s in r.skipped] == [("01.png", "missing file")]
+
+
+def test_outputs_are_written_as_one_set(tiny, tmp_path):
+    import pytest
+
+    from cliplab.atomic import check_output_set
+    from cliplab.embed import write_embeddings
+    from cliplab.errors import InputError
+
+    r = embed_images(tiny, _folder(tmp_path / "imgs", n=3), cache_dir=None, progress=False)
+    out = write_embeddings(r, tmp_path / "out")
+    info = check_output_set(out, "embed.json")
+    assert set(info["files"]) == {"embeddings.npy", "records.csv", "skipped.csv"} and info["n_images"] == 3
+    np.save(out / "embeddings.npy", r.features[:2])  # a mixed set, as a half-finished writer would leave
+    with pytest.raises(InputError, match=r"embeddings\.npy does not belong to embed\.json"):
+        check_output_set(out, "embed.json")

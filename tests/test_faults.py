@@ -50,16 +50,26 @@ def eight(synth_data):
     return synth_data.parent / "m8.csv"
 
 
-def test_full_disk_keeps_the_previous_complete_output(synth_data, eight, tmp_path):
+@pytest.mark.parametrize("command", ["embed", "zeroshot"])
+def test_full_disk_keeps_the_previous_complete_output(command, synth_data, eight, tmp_path):
+    """The second, larger run fails for space mid-way; the first run's files are all still there, as one set."""
+    from cliplab.atomic import check_output_set
+
     out = tmp_path / "out"
+    extra = ["--classes", "kite,guitar,book,flower,ball,cup,key,phone"] if command == "zeroshot" else []
     p = small_disk(out, "24k", eight, synth_data,
-                   ["embed", "--model", "cliplab-tiny", "--no-cache", "--quiet", "--out", str(out)])
+                   [command, "--model", "cliplab-tiny", "--no-cache", "--quiet", "--out", str(out), *extra])
     assert p.returncode == EXIT_OUTPUT, p.stderr
     assert p.stderr.startswith("cliplab: error: cannot write") and "No space left" in p.stderr
     assert p.stderr.count("\n") == 1
     after = tmp_path / "out.after"
-    assert np.load(after / "embeddings.npy").shape == (8, 128)  # the first run's output, whole
-    assert len(pd.read_csv(after / "records.csv")) == 8
+    manifest = check_output_set(after, "embed.json" if command == "embed" else "metrics.json")
+    assert manifest["n_images"] == 8
+    if command == "embed":
+        assert np.load(after / "embeddings.npy").shape == (8, 128)  # the first run's output, whole
+        assert len(pd.read_csv(after / "records.csv")) == 8
+    else:
+        assert len(pd.read_csv(after / "predictions.csv")) == 8
     assert not [f.name for f in after.iterdir() if f.name.startswith(".")], "temp files left behind"
 
 

@@ -78,7 +78,7 @@ def test_malicious_pickle_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"state_dict": _Evil()}, protocol=2))
-    with pytest.raises(ModelError, match="asks to run code .*posix.system.*weights_only=True"):
+    with pytest.raises(ModelError, match=r"asks to run code .*posix.system.*weights_only=True"):
         load_model("cliplab-tiny", str(path), device="cpu")
     assert not (tmp_path / "pwned-by-pickle").exists()
 
@@ -88,7 +88,7 @@ def test_truncated_and_foreign_checkpoints(tiny, tmp_path):
     torch.save(tiny.model.state_dict(), good)
     cut = tmp_path / "cut.pt"
     cut.write_bytes(good.read_bytes()[:5000])
-    with pytest.raises(ModelError, match="cannot read checkpoint|cannot load"):
+    with pytest.raises(ModelError, match=r"cannot read checkpoint|cannot load"):
         load_model("cliplab-tiny", str(cut), device="cpu")
     with pytest.raises(ModelError, match="does not fit architecture cliplab-tiny-64"):
         load_model("cliplab-tiny-64", str(good), device="cpu")
@@ -97,7 +97,7 @@ def test_truncated_and_foreign_checkpoints(tiny, tmp_path):
 def test_unknown_names():
     with pytest.raises(ModelError, match="unknown model architecture"):
         load_model("ViT-Q-99", device="cpu")
-    with pytest.raises(ModelError, match="tags: .*openai"):
+    with pytest.raises(ModelError, match=r"tags: .*openai"):
         load_model("ViT-B-32", "not-a-tag", device="cpu")
     with pytest.raises(ModelError, match="no model architecture"):
         load_model(None, None)
@@ -166,3 +166,51 @@ def test_hf_hub_offline_tries_nothing(no_network, monkeypatch, tmp_path):
         with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):
             load_model(*args, device="cpu")
     assert no_network == []
+
+
+def test_devices_the_machine_cannot_use_are_named():
+    with pytest.raises(ModelError, match="cannot run a model here"):
+        select_device("meta")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ModelError, match="MPS is not available"):
+            select_device("mps")
+    with pytest.raises(ModelError, match="CUDA"):
+        select_device(f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}")
+
+
+@pytest.mark.parametrize("spec", ["hf-hub:", "hf-hub:../../x", "hf-hub:owner/../x", "hf-hub:/abs"])
+def test_bad_hub_ids_are_refused_before_the_hub_client(spec):
+    with pytest.raises(ModelError, match="not a Hugging Face repository id"):
+        load_model(spec, device="cpu")
+
+
+@pytest.mark.parametrize("config, msg", [('{"model_name": ', "not valid JSON"), ('["x"]', "got a JSON list"),
+                                         ('{"model_name": "cliplab-tiny"}', "without one")])
+def test_broken_local_dir_configs(tiny, tmp_path, config, msg):
+    (tmp_path / OPEN_CLIP_CONFIG).write_text(config)
+    torch.save(tiny.model.state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    with pytest.raises(ModelError, match=msg):
+        load_model(f"local-dir:{tmp_path}", device="cpu")
+    with pytest.raises(ModelError, match=msg):
+        load_model(pretrained=str(tmp_path), device="cpu")
+
+
+def test_a_train_checkpoint_loads_as_pretrained(tiny, tmp_path):
+    state = {"model": tiny.model.state_dict(), "optimizer": {}, "step": 1, "config": {"model": "cliplab-tiny"}}
+    torch.save(state, tmp_path / "step_00000001.pt")
+    loaded = load_model("cliplab-tiny", str(tmp_path / "step_00000001.pt"), device="cpu")
+    for k, v in tiny.model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[k], v)
+    with pytest.raises(ModelError, match="pass --model cliplab-tiny"):
+        load_model("cliplab-tiny-64", str(tmp_path / "step_00000001.pt"), device="cpu")
+
+
+def test_a_zip_bomb_is_refused_from_its_directory(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.pt", "w", zipfile.ZIP_DEFLATED) as z, \
+            z.open("archive/data.pkl", "w", force_zip64=True) as f:
+        for _ in range(70):
+            f.write(bytes(1 << 20))
+    with pytest.raises(ModelError, match="inflates from"):
+        load_model("cliplab-tiny", str(tmp_path / "bomb.pt"), device="cpu")

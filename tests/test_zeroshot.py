@@ -75,3 +75,43 @@ def test_cli_writes_metrics_and_predictions(synth_data, tmp_path, capsys):
     code = main(["zeroshot", "--model", "cliplab-tiny", "--random-init", "--images", str(synth_data),
                  "--classes", "cat", "--out", str(out)])
     assert code == EXIT_INPUT and "at least 2 classes" in capsys.readouterr().err
+
+
+def test_labels_match_ignoring_case_and_spaces():
+    from cliplab.zeroshot import fold_matches
+
+    assert labels_to_indices([" Kite", "BOOK ", "kite"], ["kite", "book"]).tolist() == [0, 1, 0]
+    assert fold_matches([" Kite", "BOOK ", "kite"], ["kite", "book"]) == {" Kite": "kite", "BOOK ": "book"}
+
+
+def test_a_large_confusion_matrix_is_sparse_and_goes_to_a_sidecar(tiny, tmp_path):
+    import scipy.sparse
+
+    from cliplab.zeroshot import MAX_JSON_CLASSES, write_zeroshot
+
+    n = MAX_JSON_CLASSES + 1
+    m = zeroshot_metrics(np.eye(n)[[3, 3, 7]], np.array([3, 4, 7]))
+    cm = m["confusion_matrix"]
+    assert scipy.sparse.issparse(cm) and cm.shape == (n, n) and cm.nnz == 3 and cm[4, 3] == 1
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("image,label\na.png,class 0\na.png,class 1\n")
+    r = run_zeroshot(tiny, tmp_path / "m.csv", [f"class {i}" for i in range(n)], cache_dir=None, progress=False)
+    out = write_zeroshot(r, tmp_path / "out")
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["confusion_matrix"] == "confusion_matrix.npz"
+    assert set(saved["files"]) == {"predictions.csv", "skipped.csv", "confusion_matrix.npz"}
+    assert scipy.sparse.load_npz(out / "confusion_matrix.npz").sum() == 2
+
+
+def test_output_column_clashes_and_unlabelled_manifests_are_refused(tiny, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
+    (tmp_path / "p.csv").write_text("image,label,top5\na.png,cat,x\n")
+    with pytest.raises(InputError, match="a column 'top5'"):
+        run_zeroshot(tiny, tmp_path / "p.csv", ["cat", "dog"], cache_dir=None, progress=False)
+    (tmp_path / "e.csv").write_text("image,label\na.png,\na.png,\n")
+    with pytest.raises(InputError, match="empty in all 2 rows"):
+        run_zeroshot(tiny, tmp_path / "e.csv", ["cat", "dog"], cache_dir=None, progress=False)
