@@ -2,9 +2,11 @@
 
 The CLIP paper added the single class 'child' and saw the youngest people's crime-related and
 non-human rates collapse. Here the two audits are paired on identical images, so each group's
-change in a flagged rate is a paired difference: its interval comes from resampling images
-(multinomial over the four flagged-under-A/B cells), its test is the exact McNemar test, and
-all changes are corrected together (Holm by default).
+change in a flagged rate is a paired difference: its interval is Bonett-Price's adjusted Wald
+interval (real at zero discordant counts), its test the exact McNemar test, corrected within
+each (attribute set, metric, category) family behind the family's gate (stats.family_adjust).
+A class only B has (``new_class_rate``) is described, not tested: its rate under A is 0 by
+construction, so "no change" is false before looking at any image.
 The data side of the comparison (where, group_by, reference, sizes, statistics settings) is
 audit A's; B contributes its label set: classes, templates, flagged categories and truth.
 """
@@ -20,12 +22,12 @@ from ..errors import InputError
 from .definition import AuditSpec, group_key
 from .metrics import attribute_codes, harm_membership
 from .result import AuditResult
-from .stats import adjust, bootstrap_paired, mcnemar_exact
+from .stats import family_adjust, mcnemar_exact, paired_interval
 
 DATA_KEYS = ("where", "group_by", "intersections", "reference", "min_group_size", "alpha", "correction", "top_k",
              "n_boot", "seed", "retrieval_queries", "retrieval_k")
 COLUMNS = ["attribute", "group", "n", "status", "metric", "category", "k", "rate_a", "rate_b", "change",
-           "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "attributes", "group_values"]
+           "ci_low", "ci_high", "p_value", "p_adjusted", "significant", "attributes", "group_values", "detected"]
 
 
 @dataclass
@@ -33,8 +35,9 @@ class AuditComparison:
     """Audit A and audit B of the same images, and ``changes``: one row per (attribute, group,
     metric, category) with rate_a, rate_b, change = rate_b - rate_a, its 95% interval, the
     McNemar p-value, the adjusted p-value and ``significant`` (adjusted p < alpha and the
-    interval excludes 0). Metric ``new_class_rate`` is the top-1 rate into a class that only
-    B has (rate_a is 0 by construction)."""
+    interval excludes 0); ``significant`` is the same column under its old name. Metric
+    ``new_class_rate`` is the top-1 rate into a class that only B has (rate_a is 0 by
+    construction; not tested: p-values are null)."""
 
     a: AuditResult
     b: AuditResult
@@ -88,18 +91,21 @@ def compare_audits(a: AuditResult, b: AuditResult) -> AuditComparison:
         for cls in new:
             hit = b.scores.top1 == b.scores.classnames.index(cls)
             rows += _paired_rows(codes, names, attrs, "new_class_rate", cls, 1, np.zeros_like(hit), hit, spec)
-    t = pd.DataFrame(rows, columns=COLUMNS[:7] + COLUMNS[-2:] + ["n11", "n10", "n01", "n00"])
+    t = pd.DataFrame(rows, columns=COLUMNS[:7] + COLUMNS[-3:-1] + ["n11", "n10", "n01", "n00"])
     if t.empty:
         return AuditComparison(a, b, pd.DataFrame(columns=COLUMNS))
     t["rate_a"] = (t["n11"] + t["n10"]) / t["n"]
     t["rate_b"] = (t["n11"] + t["n01"]) / t["n"]
     t["change"] = t["rate_b"] - t["rate_a"]
-    t["ci_low"], t["ci_high"] = bootstrap_paired(t["n11"], t["n10"], t["n01"], t["n00"], spec.n_boot, seed=spec.seed)
-    t["p_value"] = mcnemar_exact(t["n10"], t["n01"])
-    ok = t["status"] == "ok"
+    t["ci_low"], t["ci_high"] = paired_interval(t["n10"], t["n01"], t["n"])
+    tested = (t["status"] == "ok") & (t["metric"] != "new_class_rate")
+    t["p_value"] = np.where(tested, mcnemar_exact(t["n10"], t["n01"]), np.nan)
     t["p_adjusted"] = np.nan
-    t.loc[ok, "p_adjusted"] = adjust(t.loc[ok, "p_value"].to_numpy(), spec.correction)
-    t["significant"] = ok & (t["p_adjusted"] < spec.alpha) & ((t["ci_low"] > 0) | (t["ci_high"] < 0))
+    if tested.any():
+        fam = t.loc[tested, ["attribute", "metric", "category", "k"]].astype(str).agg("|".join, axis=1)
+        t.loc[tested, "p_adjusted"] = family_adjust(t.loc[tested, "p_value"].to_numpy(), fam, spec.correction)[0]
+    t["detected"] = tested & (t["p_adjusted"] < spec.alpha) & ((t["ci_low"] > 0) | (t["ci_high"] < 0))
+    t["significant"] = t["detected"]
     return AuditComparison(a, b, t[COLUMNS])
 
 

@@ -21,8 +21,10 @@ from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, valid
 
 INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named (see group_key)
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
+REFERENCE_MODES = ("rest", "overall")  # reference of attributes without a configured group (disparities)
 TOP_KEYS = ("name", "description", "classes", "templates", "flagged", "truth", "group_by", "intersections",
-            "reference", "where", "min_group_size", "alpha", "correction", "top_k", "n_boot", "seed", "retrieval")
+            "reference", "reference_mode", "where", "min_group_size", "alpha", "correction", "top_k", "n_boot", "seed",
+            "retrieval")
 TRUTH_KEYS = ("column", "map", "format", "values")
 RETRIEVAL_KEYS = ("queries", "k")
 CLASS_KEYS = ("name", "prompts")
@@ -70,6 +72,7 @@ class AuditSpec:
     group_by: tuple[str, ...] = ()
     intersections: bool = True
     reference: Mapping[str, str] = field(default_factory=dict)  # attribute -> reference group
+    reference_mode: str = "rest"  # attributes without a configured group: rest | overall (see disparities)
     where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # column -> allowed values
     min_group_size: int = 30
     alpha: float = 0.05
@@ -233,7 +236,8 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "audit") -> AuditSpec:
         if not isinstance(w, dict):
             raise InputError(f"{source}: 'where' must map a column to a value or a list of values")
         kw["where"] = {str(k): _str_list(v, f"{source}: where[{k!r}]") for k, v in w.items()}
-    for key, kind in (("name", str), ("description", str), ("min_group_size", int), ("alpha", float),
+    for key, kind in (("name", str), ("description", str), ("reference_mode", str), ("min_group_size", int),
+                      ("alpha", float),
                       ("correction", str), ("top_k", int), ("n_boot", int), ("seed", int),
                       ("intersections", bool)):
         if data.get(key) is not None:
@@ -352,6 +356,9 @@ def _validate_numbers(spec: AuditSpec, where: str) -> None:
         raise InputError(f"{where}: min_group_size must be at least 1, got {spec.min_group_size}")
     if not 0 < spec.alpha < 1:
         raise InputError(f"{where}: alpha must be between 0 and 1, got {spec.alpha}")
+    if spec.reference_mode not in REFERENCE_MODES:
+        raise InputError(f"{where}: reference_mode must be one of {', '.join(REFERENCE_MODES)}, "
+                         f"got {spec.reference_mode!r}")
     if spec.correction not in CORRECTIONS:
         raise InputError(f"{where}: correction must be one of {', '.join(CORRECTIONS)}, got {spec.correction!r}")
     if spec.top_k < 1:

@@ -16,13 +16,21 @@ import pandas as pd
 
 from ..atomic import prepare_out_dir, write_json, write_table, write_text
 from ..errors import InputError
-from .disparities import FLAG_RULE, REFERENCE_RULE
+from .disparities import DETECT_RULE, REFERENCE_RULE
 
 if TYPE_CHECKING:  # pragma: no cover - type names only; no import at run time
     from .compare import AuditComparison
     from .result import AuditResult
 
-SCHEMA = "cliplab-audit/1"
+SCHEMA = "cliplab-audit/2"
+METHODS = {"rate_interval": "Wilson score, 95%, Clopper-Pearson ends for counts within 2 of 0 or n",
+           "difference_interval": "Newcombe hybrid score, 95% (ci_*) and simultaneous within the family (sim_ci_*)",
+           "ratio_interval": "log with 0.5 added to each count, 95% and simultaneous within the family",
+           "test": "Fisher's exact, two-sided",
+           "four_fifths": "violation when the whole simultaneous ratio interval is outside 0.8-1.25",
+           "detectable_difference": "smallest difference detected with 80% power at alpha / (families x family "
+                                    "size), two-sided two-proportion test, normal approximation",
+           "paired_interval": "Bonett-Price adjusted Wald, 95%", "paired_test": "exact McNemar"}
 
 
 def records_for_json(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -56,13 +64,13 @@ def metrics_document(result: AuditResult, comparison: AuditComparison | None = N
         "model": clean_json(result.model),
         "audit": spec.to_dict(),
         "settings": {"alpha": spec.alpha, "correction": spec.correction, "min_group_size": spec.min_group_size,
-                     "n_boot": spec.n_boot, "seed": spec.seed, "top_k": spec.top_k, "flag_rule": FLAG_RULE,
-                     "reference_rule": REFERENCE_RULE, "rate_interval": "Wilson score, 95%",
-                     "difference_interval": "parametric bootstrap percentile, 95%",
-                     "implicit_comparisons": result.implicit_comparisons},
+                     "seed": spec.seed, "top_k": spec.top_k, "detect_rule": DETECT_RULE, "flag_rule": DETECT_RULE,
+                     "reference_rule": REFERENCE_RULE, "reference_mode": spec.reference_mode,
+                     "n_families": int(result.disparities["family"].nunique()), **METHODS},
         "data": clean_json(result.data.to_dict()) | {"n_skipped": len(result.skipped)},
         "n_disparities": len(result.disparities),
-        "n_flagged": int(result.disparities["flagged"].sum()) if len(result.disparities) else 0,
+        "n_detected": len(result.detected()),
+        "n_flagged": len(result.detected()),  # deprecated name of n_detected (schema 1)
         "overall": records_for_json(result.overall()),
         "groups": records_for_json(result.groups),
         "disparities": records_for_json(result.disparities),

@@ -79,7 +79,6 @@ class AuditResult:
     created: str = ""
     version: str = ""
     skipped: list = field(default_factory=list, repr=False)
-    implicit_comparisons: int = 0  # pairs of groups a data-chosen reference was picked from
 
     # ----------------------------------------------------------------- questions
     @property
@@ -124,15 +123,24 @@ class AuditResult:
         out = sizes.join(wide.rename_axis(columns=None)).reset_index()
         return out
 
-    def flagged(self) -> pd.DataFrame:
-        """Flagged disparities: single attributes before intersections, then largest |difference| first."""
-        f = self.disparities[self.disparities["flagged"].astype(bool)]
+    def detected(self) -> pd.DataFrame:
+        """Detected disparities: single attributes before intersections, then largest |difference| first."""
+        f = self.disparities[self.disparities["detected"].astype(bool)]
         order = f.assign(_depth=f["attributes"].map(len), _size=-f["difference"].abs())
         return f.loc[order.sort_values(["_depth", "_size"], kind="stable").index]
 
+    def flagged(self) -> pd.DataFrame:
+        """Deprecated name of :meth:`detected` ('flagged' now names only the harmful classes)."""
+        return self.detected()
+
+    def not_detected(self) -> pd.DataFrame:
+        """Comparisons without a detection, with the smallest difference each could have detected
+        (``detectable_difference``, 80% power at the audit's alpha and correction)."""
+        return self.disparities[~self.disparities["detected"].astype(bool)]
+
     def exceeding(self, threshold: float) -> pd.DataFrame:
-        """Flagged disparities with |difference| >= threshold (what --fail-on-disparity checks)."""
-        f = self.flagged()
+        """Detected disparities with |difference| >= threshold (what --fail-on-disparity checks)."""
+        f = self.detected()
         return f[f["difference"].abs() >= threshold]
 
     def metric_frame(self, attribute: str | list[str], metric: str = "flagged_rate", category: str = ""):

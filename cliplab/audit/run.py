@@ -137,10 +137,8 @@ def audit_features(features: np.ndarray, records: pd.DataFrame, spec: AuditSpec 
     retrieval = retrieval_bias(features, records, queries or {}, list(spec.group_by), spec.retrieval_k)
     counts = replace(counts or AuditCounts(n_images=len(records), n_selected=len(records)), n_audited=len(records),
                      missing_attribute_values=missing_counts(records, spec), truth=truth_counts)
-    disparities, n_implicit = compute_disparities(groups, spec)
-    return AuditResult(spec=spec, groups=groups, disparities=disparities, retrieval=retrieval,
+    return AuditResult(spec=spec, groups=groups, disparities=compute_disparities(groups, spec), retrieval=retrieval,
                        data=counts, model=dict(model or {"identity": "(embeddings)", "name": ""}),
-                       implicit_comparisons=n_implicit,
                        fairness=fairness_summary(groups, scores, records, spec), records=records, scores=scores,
                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), version=__version__,
                        skipped=list(skipped or []))

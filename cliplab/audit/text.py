@@ -46,31 +46,59 @@ def summary_text(result: AuditResult, max_rows: int = 10) -> str:
              for _, r in overall[overall["metric"].isin(["accuracy", "flagged_rate", "topk_flagged_rate"])].iterrows()]
     if parts:
         lines.append("overall: " + "; ".join(parts))
-    flagged = result.flagged()
-    n = len(result.disparities)
-    lines.append(f"{len(flagged)} flagged disparit{'y' if len(flagged) == 1 else 'ies'} of {n} comparisons "
-                 f"({spec.correction}, alpha {spec.alpha}; min group size {spec.min_group_size}):")
+    detected, d_all = result.detected(), result.disparities
+    n_fam = d_all["family"].nunique() if len(d_all) else 0
+    lines.append(f"{len(detected)} detected disparit{'y' if len(detected) == 1 else 'ies'} of {len(d_all)} "
+                 f"comparisons in {n_fam} families (reference: {spec.reference_mode} unless configured; "
+                 f"{spec.correction} within each family behind its gate, alpha {spec.alpha}; min group size "
+                 f"{spec.min_group_size}):")
     rows = [[r["attribute"], r["group"], r["reference"], metric_name(r), pct(r["rate"]), pct(r["reference_rate"]),
-             f"{100 * r['difference']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]",
-             f"{r['p_adjusted']:.2g}"] for _, r in flagged.head(max_rows).iterrows()]
+             f"{pp(r['difference'])} [{pp(r['sim_ci_low'])}, {pp(r['sim_ci_high'])}]", f"{r['p_adjusted']:.2g}",
+             str(r["family_size"])] for _, r in detected.head(max_rows).iterrows()]
     if rows:
         lines.append(table(rows, ["attribute", "group", "reference", "metric", "rate", "ref rate",
-                                  "diff pp [95% CI]", "p_adj"]))
-        if len(flagged) > max_rows:
-            lines.append(f"... and {len(flagged) - max_rows} more (see the report)")
+                                  "diff pp [simultaneous CI]", "p_adj", "family size"]))
+        if len(detected) > max_rows:
+            lines.append(f"... and {len(detected) - max_rows} more (see the report)")
+    lines += _not_detected_lines(result, max_rows)
     small = result.groups[(result.groups["status"] == "too_small")][["attribute", "group"]].drop_duplicates()
     if len(small):
         lines.append(f"{len(small)} group(s) below {spec.min_group_size} images: reported, not compared")
     return "\n".join(lines)
 
 
+def pp(x: float) -> str:
+    """A difference of proportions in percentage points, signed ('n/a' for NaN)."""
+    return "n/a" if x is None or math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _not_detected_lines(result: AuditResult, max_rows: int) -> list[str]:
+    """The comparisons of single attributes without a detection, with the smallest difference
+    each could have detected: '0 detected' is no evidence of no disparity when that is large."""
+    nd = result.not_detected()
+    if nd.empty:
+        return []
+    single = nd[nd["attributes"].map(len) == 1]
+    mdd = nd["detectable_difference"].abs()
+    lines = [f"not detected: {len(nd)} comparisons; each could not have detected a difference smaller than its "
+             f"detectable difference (80% power): median {pp(float(mdd.median()))} pp, from "
+             f"{pp(float(mdd.min()))} to {pp(float(mdd.max()))} pp"]
+    shown = single.reindex(single["detectable_difference"].abs().sort_values(ascending=False).index).head(max_rows)
+    rows = [[r["attribute"], r["group"], metric_name(r), pct(r["rate"]), pct(r["reference_rate"]),
+             pp(r["difference"]), f"could not have detected less than {pp(r['detectable_difference'])} pp"]
+            for _, r in shown.iterrows()]
+    if rows:
+        lines.append(table(rows, ["attribute", "group", "metric", "rate", "ref rate", "diff pp", "power"]))
+    return lines
+
+
 def comparison_text(comp: AuditComparison, max_rows: int = 10) -> str:
     """The largest significant per-group changes from label set A to B, as plain text."""
     t = comp.changes
-    sig = t[t["significant"].astype(bool)]
+    sig = t[t["detected"].astype(bool)]
     sig = sig.reindex(sig["change"].abs().sort_values(ascending=False).index)
-    lines = [f"label-set what-if: {comp.a.spec.name!r} -> {comp.b.spec.name!r}: {len(sig)} significant change(s) "
-             f"of {int((t['status'] == 'ok').sum())}"]
+    lines = [f"label-set what-if: {comp.a.spec.name!r} -> {comp.b.spec.name!r}: {len(sig)} detected change(s) "
+             f"of {int(t['p_value'].notna().sum())} tested"]
     rows = [[r["attribute"], r["group"], metric_name(r), pct(r["rate_a"]), pct(r["rate_b"]),
              f"{100 * r['change']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"]
             for _, r in sig.head(max_rows).iterrows()]

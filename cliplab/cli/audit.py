@@ -72,6 +72,12 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
     add_out_arg(g, "report.html, metrics.json, groups.csv, ...")
+    g.add_argument("--plan", type=float, metavar="DIFFERENCE", help="plan instead of audit: images per group "
+                   "needed to detect a flagged-rate difference of DIFFERENCE (e.g. 0.05) with --plan-power")
+    g.add_argument("--plan-groups", default="", metavar="ATTRIBUTE=N[,...]", help="with --plan: the number of "
+                   "groups of each attribute, e.g. race=7,gender=2,age=9")
+    g.add_argument("--plan-base-rate", type=float, default=0.05, help="with --plan: the reference rate (default 0.05)")
+    g.add_argument("--plan-power", type=float, default=0.8, help="with --plan: the power (default 0.8)")
 
 
 def _pairs(items: list[str], what: str) -> dict[str, str]:
@@ -109,11 +115,25 @@ def spec_from_args(args: argparse.Namespace, labels: str) -> AuditSpec:
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
 
 
+def plan_from_args(args: argparse.Namespace) -> int:
+    """``cliplab audit --plan D``: print the images per group the audit needs (no model, no images)."""
+    from ..audit.power import parse_groups, plan_audit
+
+    plan = plan_audit(spec_from_args(args, args.labels), parse_groups(args.plan_groups), args.plan,
+                      args.plan_base_rate, args.plan_power)
+    print(f"images per group to detect +{100 * args.plan:.1f} pp over a {100 * args.plan_base_rate:.1f}% rate "
+          f"with {100 * args.plan_power:.0f}% power ({int(plan['families'].iloc[0])} families):")
+    print(plan.to_string(index=False))
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code.
 
     Everything that can be checked without the model is checked before torch is imported.
     """
+    if args.plan is not None:
+        return plan_from_args(args)
     from ..audit import load_audit_images
     from ..data import check_where
 

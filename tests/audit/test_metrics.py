@@ -127,10 +127,13 @@ def test_disparity_rows_are_consistent(result):
     np.testing.assert_allclose(d["difference"], d["rate"] - d["reference_rate"])
     assert (d["ci_low"] <= d["ci_high"]).all()
     assert (d["p_adjusted"] >= d["p_value"]).all()
-    # best-group reference: no group has a lower harm rate than its reference
-    harm = d[d["metric"] != "accuracy"]
-    assert (harm["difference"] >= 0).all()
-    assert (d[d["metric"] == "accuracy"]["difference"] <= 0).all()
+    # default reference: the rest of the attribute set (every image with a value, small groups included)
+    g = result.groups.set_index(["attribute", "metric", "category", "k"])
+    for _, r in d.sample(20, random_state=0).iterrows():
+        fam = g.loc[(r["attribute"], r["metric"], r["category"], r["k"])]
+        assert r["reference"] == "(rest)" and r["n_reference"] == fam["denominator"].sum() - r["n"]
+        assert r["count_reference"] == fam["count"].sum() - r["count"]
+    assert (d["sim_ci_low"] <= d["ci_low"]).all() and (d["sim_ci_high"] >= d["ci_high"]).all()
 
 
 def test_label_set_what_if_is_paired_and_counts_new_classes():

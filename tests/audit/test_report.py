@@ -135,13 +135,13 @@ def test_metrics_json_schema(written):
     def no_nan(x):
         raise ValueError(f"non-standard JSON constant {x}")
     doc = json.loads((report.parent / "metrics.json").read_text(), parse_constant=no_nan)
-    assert doc["schema"] == "cliplab-audit/1" and doc["model"]["identity"] == "tiny@<script>"
+    assert doc["schema"] == "cliplab-audit/2" and doc["model"]["identity"] == "tiny@<script>"
     assert "flag_rule" in doc["settings"] and doc["audit"]["classes"][2]["name"] == EVIL_CLASS
     assert isinstance(doc["disparities"], list) and doc["disparities"]
     for d in doc["disparities"]:
         assert set(d) >= REQUIRED
     flagged = [d for d in doc["disparities"] if d["flagged"] and d["metric"] == "flagged_rate"]
-    assert flagged and flagged[0]["group"] == EVIL_VALUE and flagged[0]["reference"] == "plain"
+    assert flagged and flagged[0]["group"] == EVIL_VALUE and flagged[0]["reference"] == "(rest)"  # = "plain"
     assert flagged[0]["category"] == "crime & <b>harm</b>" and flagged[0]["difference"] > 0.2
     assert flagged[0]["ci_low"] > 0 and flagged[0]["p_adjusted"] < 0.05
     assert doc["n_flagged"] == len(result.flagged())
@@ -150,7 +150,7 @@ def test_metrics_json_schema(written):
 def test_summary_and_by_group(written):
     result, _ = written
     s = result.summary()
-    assert "flagged disparit" in s and EVIL_VALUE in s
+    assert "detected disparit" in s and EVIL_VALUE in s
     wide = result.by_group()
     assert list(wide.columns) == ["attribute", "group", "n", "status", "crime & <b>harm</b>"]
     assert wide["n"].sum() == 400
