@@ -10,10 +10,12 @@ that open_clip itself, and ``cliplab.models.load_model(pretrained=RUN)``, can lo
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import random
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +71,52 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any], keep: int) -> Path:
-    """Write ``step_NNNNNNNN.pt`` atomically (temp file, fsync, rename), then drop all but the last ``keep``."""
-    folder = checkpoint_dir(run_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create {folder}: {e.strerror or e}") from None
-    path = folder / f"step_{state['step']:08d}.pt"
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-    _fsync_dir(folder)
-    for old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
+class CheckpointWriter:
+    """Writes ``step_NNNNNNNN.pt`` atomically (temp file, fsync, rename), then drops all but the last ``keep``.
+
+    ``save`` serialises the state into memory on the caller's thread (a snapshot: later in-place
+    updates of the weights do not reach it); the disk write, fsync and pruning run in a background
+    thread, so training does not wait for the disk. One write is in flight at a time; ``wait``
+    (called before the next save and at the end of the run) re-raises its error, if any.
+    """
+
+    def __init__(self, run_dir: Path, keep: int):
+        self.folder, self.keep, self.run_dir = checkpoint_dir(run_dir), keep, run_dir
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def save(self, state: dict[str, Any]) -> Path:
+        self.wait()
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        path = self.folder / f"step_{state['step']:08d}.pt"
+        self._thread = threading.Thread(target=self._write, args=(path, buffer), name="checkpoint-writer")
+        self._thread.start()
+        return path
+
+    def wait(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            if isinstance(error, OutputError):
+                raise error
+            raise OutputError(f"cannot write a checkpoint in {self.folder}: {error}")
+
+    def _write(self, path: Path, buffer: io.BytesIO) -> None:
+        try:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create {self.folder}: {e.strerror or e}") from None
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(buffer.getbuffer())
+            _fsync_dir(self.folder)
+            for old in list_checkpoints(self.run_dir)[:-self.keep]:
+                old.unlink(missing_ok=True)
+        except BaseException as e:  # reported by wait() on the training thread
+            self._error = e
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -40,6 +40,7 @@ from .build import (
     exported_model_cfg,
 )
 from .checkpoint import (
+    CheckpointWriter,
     check_architecture,
     check_text_tower,
     export_final,
@@ -48,7 +49,6 @@ from .checkpoint import (
     resolve_resume,
     restore_model,
     rng_state,
-    save_checkpoint,
     set_rng_state,
     text_tower_record,
     trainable_state,
@@ -130,6 +130,7 @@ class Session:
     autocast: Callable
     model_cfg: dict
     steps_per_epoch: int
+    writer: CheckpointWriter
     step: int = 0
 
     @property
@@ -149,6 +150,7 @@ def _train(cfg: TrainConfig, dist: DistInfo) -> TrainResult:
         first = 0
     if bar is not None:
         bar.close()
+    s.writer.wait()
     final = s.run_dir / "final"
     if dist.is_main:
         final = export_final(s.run_dir, s.clip, s.loaded.name, s.model_cfg, s.clip.visual.preprocess_cfg,
@@ -192,7 +194,8 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
              f" x{dist.world_size}, {cfg.precision}; {cfg.epochs} epochs x {steps_per_epoch} steps of "
              f"{cfg.batch_size * cfg.accum_steps} samples = {steps_per_epoch * cfg.epochs} steps")
     session = Session(cfg, dist, run_dir, log, loaded, model, data, eval_set, optimizer, scheduler, scaler,
-                      build_loss(cfg, dist), autocast, model_cfg, steps_per_epoch, step)
+                      build_loss(cfg, dist), autocast, model_cfg, steps_per_epoch,
+                      CheckpointWriter(run_dir, cfg.keep_checkpoints), step)
     return session, state
 
 
@@ -244,11 +247,11 @@ def _run_epoch(s: Session, epoch: int, first: int, bar) -> dict[str, float]:
 def _save(s: Session, epoch: int, epoch_step: int) -> None:
     """A checkpoint to continue from: the position is (epoch, epoch_step), i.e. batches done in that epoch."""
     if s.dist.is_main:
-        save_checkpoint(s.run_dir, {
+        s.writer.save({
             "step": s.step, "epoch": epoch, "epoch_step": epoch_step, **trainable_state(s.clip),
             "optimizer": s.optimizer.state_dict(), "scheduler": s.scheduler.state_dict(),
             "scaler": s.scaler.state_dict(), "rng": rng_state(), "config": s.cfg.to_dict(),
-            "model_name": s.loaded.name, "text_tower": text_tower_record(s.model_cfg)}, s.cfg.keep_checkpoints)
+            "model_name": s.loaded.name, "text_tower": text_tower_record(s.model_cfg)})
 
 
 def _restore(state: dict[str, Any], clip, optimizer, scheduler, scaler) -> int:
