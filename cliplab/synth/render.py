@@ -63,8 +63,8 @@ def _scene(p: Painter, scene: str, S: int, rng: np.random.Generator) -> None:
 
 def _clutter(p: Painter, S: int, rng: np.random.Generator) -> None:
     """Small muted blobs, bars and strokes anywhere in the scene (never on the mask)."""
-    for _ in range(int(rng.integers(4, 9))):
-        x, y, r = rng.uniform(0, S), rng.uniform(0, S), S * rng.uniform(0.03, 0.08)
+    for _ in range(int(rng.integers(3, 7))):
+        x, y, r = rng.uniform(0, S), rng.uniform(0, S), S * rng.uniform(0.025, 0.06)
         col = _mix(_hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.3, 1.0)), (150, 150, 150), 0.35)
         kind = int(rng.integers(0, 4))
         if kind == 0:
@@ -107,13 +107,13 @@ def render(label: str, tone: str, age: str, scene: str, size: int,
     head = ellipse(mx(fx), sy - 0.02 * H - hr, hr, hr)
     p.poly(head, OUTLINE)
     p.poly(ellipse(mx(fx), sy - 0.02 * H - hr, hr * 0.86, hr * 0.86), skin)
-    s = S * rng.uniform(0.3, 0.44)
+    s = S * rng.uniform(0.4, 0.52)
     (hx, hy), hr2 = hands[1], 0.06 * H
     ox = float(np.clip(mx(hx + 0.42 * s), 0.45 * s, S - 0.45 * s))
     oy = float(np.clip(hy - 0.1 * s, 0.5 * s, S - 0.5 * s))
     main = _hsv(rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.6, 1.0))
     colors = {"main": main, "dark": _scale(main, 0.5), "light": _mix(main, (255, 255, 255), 0.65)}
-    p.shape(label, ox, oy, s, float(rng.uniform(-35, 35)), bool(rng.random() < 0.5), colors)
+    p.shape(label, ox, oy, s, float(rng.uniform(-30, 30)), bool(rng.random() < 0.5), colors)
     for hx, hy in hands:
         p.poly(ellipse(mx(hx), hy, hr2, hr2, n=10), skin)
     return img, mask
