@@ -1,7 +1,8 @@
 """The notebooks in notebooks/: stored without outputs, and each runs top to bottom (nbclient, headless).
 
-They run in order in one temporary working folder, so 02-04 reuse the data and the tiny model that
-01_train_and_load trains there (shortened through CLIPLAB_NB_* variables to keep the suite quick).
+Each test stands alone, in any order: 01 runs in an empty working folder (it makes the data and trains);
+02-04 run in a folder that a fixture prepares with ``cliplab.demo`` (the same data and short run that
+``cliplab.demo.workspace()`` makes). Settings are shortened through the CLIPLAB_NB_* variables.
 Executed copies go to test-artifacts/notebooks/ for inspection.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ["01_train_and_load", "02_prompt_sensitivity", "03_embedding_geometry", "04_bias_audit"]
 ARTIFACTS = ROOT / "test-artifacts" / "notebooks"
 # What the notebooks use from `import cliplab` (names, and subpackages reached as attributes).
-REQUIRED = ["synthesize", "SynthConfig", "read_images", "ImageSet", "load_model", "embed_images", "embed_texts",
+REQUIRED = ["demo", "synthesize", "SynthConfig", "read_images", "ImageSet", "load_model", "embed_images", "embed_texts",
             "run_zeroshot", "ZeroShotClassifier", "prompt_sensitivity", "PromptLab", "modality_gap", "alignment",
             "uniformity", "effective_rank", "class_centroid_similarity", "project", "EmbeddingExplorer",
             "AuditDashboard", "train", "audit"]
@@ -43,20 +44,44 @@ def test_public_api_has_what_the_notebooks_use():
     assert not missing, f"cliplab/__init__.py must export {missing} (the notebooks use them)"
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A working folder and the CLIPLAB_NB_* environment the kernels inherit."""
-    root = tmp_path_factory.mktemp("notebooks")
+def _environment(mp: pytest.MonkeyPatch, root: Path) -> None:
     env = {**SHORT_RUN, "CLIPLAB_NB_WORKDIR": str(root / "work"), "CLIPLAB_CACHE": str(root / "cache"),
-           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "tiny-synthetic.yaml")}
+           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "tiny-synthetic.yaml"),
+           "CLIPLAB_NB_PROJECTION": "pca"}
+    for key, value in env.items():
+        mp.setenv(key, value)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """A working folder with the demo's data and a finished short run (made once, by cliplab.demo)."""
+    from cliplab import demo
+
+    root = tmp_path_factory.mktemp("prepared")
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in env.items():
-            mp.setenv(key, value)
+        _environment(mp, root)
+        demo.tiny_run(demo.workdir())
         yield root
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)  # in this order: 01 trains what the others reuse
-def test_runs_top_to_bottom(name, workdir):
+@pytest.fixture
+def empty(tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        _environment(mp, tmp_path)
+        yield tmp_path
+
+
+def test_01_trains_in_an_empty_folder(empty):
+    _run("01_train_and_load", empty)
+    assert (empty / "work" / "run-tiny" / "final").is_dir()
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS[1:])
+def test_runs_top_to_bottom(name, prepared):
+    _run(name, prepared)
+
+
+def _run(name: str, workdir: Path) -> None:
     book = _read(name)
     client = nbclient.NotebookClient(book, kernel_name="python3", timeout=300,
                                      resources={"metadata": {"path": str(workdir)}})
@@ -67,3 +92,6 @@ def test_runs_top_to_bottom(name, workdir):
         nbformat.write(book, ARTIFACTS / f"{name}.ipynb")
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
     assert not errors
+    stderr = [o.text for c in book.cells if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "stream" and o.name == "stderr"]
+    assert not any("epoch" in t for t in stderr), "the training log is shown as a warning (stderr)"

@@ -33,7 +33,7 @@ padding:3px 7px;text-align:left;vertical-align:top}th{background:#f4f4f4}tr.flag
 .headline li{margin:.3em 0}.warn{background:#fde8e8;border:2px solid #c0392b;padding:.6em 1em;font-weight:600}
 .thumbs{display:flex;flex-wrap:wrap;gap:12px}.thumb{width:150px;font-size:12px;overflow-wrap:anywhere}
 .thumb img{width:128px;height:128px;image-rendering:pixelated;border:1px solid #ccc;object-fit:contain}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:1em}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(520px,1fr));gap:1em}
 code{background:#f3f3f3;padding:0 3px;overflow-wrap:anywhere}svg{max-width:100%;height:auto}
 dl.guide dt{font-weight:600}dl.guide dd{margin:0 0 .4em 1.2em}"""
 
@@ -63,7 +63,7 @@ def metric_label(row: Any, top_k: int | None = None) -> str:
     if metric == "accuracy":
         return "top-1 accuracy"
     if metric == "flagged_rate":
-        return f"top-1 prediction: {cat}" if cat else "top-1 prediction into a flagged class"
+        return f"predicted as {cat} (top-1)" if cat else "predicted as a flagged class (top-1)"
     if metric == "topk_flagged_rate":
         return f"{cat or 'a flagged class'} among the top {k}"
     return metric.replace("_", " ") + (f": {cat}" if cat else "")
@@ -195,8 +195,9 @@ def _headline(result: AuditResult) -> str:
 
 # ------------------------------------------------------------------------------- sections
 def _tested_nothing(d: pd.DataFrame) -> pd.Series:
-    """Rows where both rates are 0 (nothing happened in either group: the test cannot say anything)."""
-    return (d["rate"].fillna(0) == 0) & (d["reference_rate"].fillna(0) == 0)
+    """Rows where both rates are 0% or both 100% (no variation in either group: the test says nothing)."""
+    rate, ref = d["rate"].fillna(0), d["reference_rate"].fillna(0)
+    return ((rate == 0) & (ref == 0)) | ((rate == 1) & (ref == 1))
 
 
 def _section_disparities(result: AuditResult) -> str:
@@ -225,8 +226,8 @@ def _section_disparities(result: AuditResult) -> str:
         cols.append((mdd, "detectable difference, pp", lambda v: "n/a" if pd.isna(v) else f"{100 * float(v):.1f}"))
     cols.append(("verdict", "verdict", None))
     order = shown.assign(_o=~shown["_flag"], _a=-shown["difference"].abs()).sort_values(["_o", "p_adjusted", "_a"])
-    skipped = (f"<p class=\"muted\">{int(empty.sum())} comparison(s) where neither group had a single such "
-               "prediction (both rates 0%) are not listed: they test nothing.</p>" if empty.any() else "")
+    skipped = (f"<p class=\"muted\">{int(empty.sum())} comparison(s) where both rates are 0% or both 100% "
+               "(no variation in either group) are not listed: they test nothing.</p>" if empty.any() else "")
     return (f"<h2>Disparities</h2><p>{len(flagged)} flagged of {len(d)} comparisons. Correction: "
             f"{esc(result.spec.correction)}, alpha {esc(result.spec.alpha)}.</p>{skipped}"
             + _table(order, cols, lambda r: "flag" if r["_flag"] else "", limit=300, more="comparisons"))
@@ -400,7 +401,7 @@ def _section_comparison(comp: AuditComparison | None) -> str:
                              "colour": colours.get(str(r["group"]), "#4c78a8"),
                              "mark": "flagged" if col == "rate_b" and bool(r.get("significant")) else "",
                              "tip": f"{r['group']}, {name}: {pct(r[col])}"})
-        parts.append(bars_svg(f"{attr}: top-1 prediction: {cat}", rows, "share of images"))
+        parts.append(bars_svg(f"{attr}: predicted as {cat} (top-1)", rows, "share of images"))
     parts.append("</div>")
     t = t.assign(verdict=["significant" if bool(s) else "not significant" for s in t["significant"]],
                  what=[metric_label(r) for _, r in t.iterrows()],
