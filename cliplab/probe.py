@@ -59,6 +59,7 @@ def _fit(x, y, C, max_iter, warm=None) -> LogisticRegression:
     model.set_params(C=C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # large C on separable data: the sweep decides
+        warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)  # 1-shot: expected
         model.fit(x, y)
     return model
 
