@@ -36,8 +36,8 @@ def main() -> None:
     start, cpu = time.perf_counter(), time.process_time()
     r = run_probes(x_tr, y_tr, x_te, y_te, [f"c{i}" for i in range(a.classes)], ProbeConfig(seeds=a.seeds))
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    print(f"| train x dim | classes | probes fitted | wall s | cpu s | full-probe acc1 | 16-shot acc1 |  (cores {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f})")
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
+    print("| train x dim | classes | probes fitted | wall s | cpu s | full-probe acc1 | 16-shot acc1 |")
     print(f"| {a.n} x {a.dim} | {a.classes} | 1 + {len(r.curve)} | {wall:.1f} | {cpu:.1f} | {r.full['acc1']:.3f} | "
           f"{r.summary['acc1'].iloc[-1]:.3f} |")
 
