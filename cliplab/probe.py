@@ -181,7 +181,8 @@ def summarise(curve: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             v = g[m].to_numpy(dtype=float)
             half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) \
                 if len(v) > 1 else 0.0
-            row |= {m: float(v.mean()), f"{m}_low": float(v.mean()) - half, f"{m}_high": float(v.mean()) + half}
+            row |= {m: float(v.mean()), f"{m}_low": max(0.0, float(v.mean()) - half),
+                    f"{m}_high": min(1.0, float(v.mean()) + half)}  # a t-interval can cross 0 or 1: clipped
         out.append(row)
     return pd.DataFrame(out)
 
