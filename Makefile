@@ -2,12 +2,13 @@
 # make demo:    install + synthesise data with a planted bias, train cliplab-minilm, zero-shot + audits.
 # make test:    install + the whole test suite but the browser tests.
 # make test-browser: install + chromium (apt) + playwright + the browser tests (CI runs both).
+# make test-peers: a separate venv with LAION's clip-benchmark (numpy < 2.4) + the peer checks (CI runs it).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO := demo-out
 
-.PHONY: install demo test test-browser lint clean
+.PHONY: install demo test test-browser test-peers lint clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +39,15 @@ test-browser: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[browser]'
 	CLIPLAB_BROWSER_TESTS=1 $(PY) -m pytest -q tests/browser
+
+# clip-benchmark 1.6.2 needs numpy < 2.4 and imports requests undeclared: its own venv, torch from the
+# local wheels (pip's constraint caps the versions); the tests run in cliplab's venv and call the peer's python
+PEERS := .venv-peers
+test-peers: install
+	test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --disable-pip-version-check 'clip-benchmark==1.6.2' requests \
+		'numpy<2.4' torch torchvision
+	CLIPLAB_PEER_PYTHON=$(abspath $(PEERS))/bin/python $(PY) -m pytest -q tests/peers
 
 # ruff and mypy over the library, tests and benchmarks (configured in pyproject.toml)
 lint: install

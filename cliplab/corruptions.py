@@ -9,6 +9,7 @@ Corrupted images are written as PNG files so that the embedding cache applies to
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -76,8 +77,14 @@ def corrupt(image: Image.Image | np.ndarray, name: str, severity: int, seed: int
     return Image.fromarray(np.uint8(out)).convert("RGB")
 
 
-def _seed(seed: int, name: str, severity: int, index: int) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}\0{name}\0{severity}\0{index}".encode()).digest()[:4], "little")
+def _image_key(path: str) -> str:
+    """The image's identity (path, size, mtime): a changed file gets new corrupted copies."""
+    st = os.stat(path)
+    return hashlib.sha1(f"{path}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
+
+
+def _seed(seed: int, name: str, severity: int, key: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}\0{name}\0{severity}\0{key}".encode()).digest()[:4], "little")
 
 
 @dataclass
@@ -88,29 +95,30 @@ class CorruptedSet:
 
 def corrupt_images(images: ImageSet, out_dir: str | Path, names: Sequence[str] | str = "common",
                    severities: Sequence[int] | str = SEVERITIES, seed: int = 0) -> CorruptedSet:
-    """Write every (image, corruption, severity) to ``out_dir/<corruption>/<severity>/<n>.png``.
+    """Write every (image, corruption, severity) to ``out_dir/<corruption>/<severity>/<key>.png``.
 
-    Files already there from the same (seed, source) are reused; an image that cannot be decoded is a
-    counted skip (once, not once per corruption).
+    The key hashes the seed and the source file's path, size and mtime, and each image's random draws are
+    seeded from it: files already there are reused, and the same image is corrupted the same way wherever
+    it sits in the set. An image that cannot be decoded is a counted skip (once, not once per corruption).
     """
     names, severities = parse_corruptions(names), parse_severities(severities)
     out = Path(out_dir)
     start = time.perf_counter()
-    stamp = hashlib.sha1(f"{seed}\0{images.source}".encode()).hexdigest()[:8]
     rows, skipped = [], list(images.skipped)
-    for i, rec in enumerate(images.records.to_dict("records")):
+    for rec in images.records.to_dict("records"):
         try:
             source = load_image(rec["path"])
-        except ImageError as e:
+            key = _image_key(rec["path"])
+        except (ImageError, OSError) as e:
             skipped.append(Skip(rec["path"], str(e)))
             continue
         for name in names:
             for sev in severities:
-                path = out / name / str(sev) / f"{stamp}-{i:06d}.png"
+                path = out / name / str(sev) / f"{seed}-{key}.png"
                 if not path.is_file():
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f".{path.name}.tmp")
-                    corrupt(source, name, sev, _seed(seed, name, sev, i)).save(tmp, format="PNG")
+                    corrupt(source, name, sev, _seed(seed, name, sev, key)).save(tmp, format="PNG")
                     tmp.replace(path)
                 rows.append({**rec, "path": str(path), "source_path": rec["path"], "corruption": name,
                              "severity": sev})

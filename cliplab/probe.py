@@ -8,6 +8,7 @@ curve by log-linear interpolation: "zero-shot is worth k labelled examples per c
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,30 +55,39 @@ class LinearProbe:
         return out
 
 
-def _fit(x, y, C, max_iter, warm=None) -> LogisticRegression:
-    model = warm or LogisticRegression(max_iter=max_iter, solver="lbfgs", warm_start=True)
+def _fit(x, y, C, max_iter, warm: LogisticRegression | None = None) -> LogisticRegression:
+    """Fit at C, starting from ``warm``'s solution when given (a copy: ``warm`` is left as it was)."""
+    model = copy.deepcopy(warm) if warm is not None else LogisticRegression(max_iter=max_iter, solver="lbfgs",
+                                                                            warm_start=True)
     model.set_params(C=C)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # large C on separable data: the sweep decides
+        warnings.filterwarnings("ignore", "The number of unique classes", UserWarning)  # 1-shot: expected
         model.fit(x, y)
     return model
 
 
 def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, n_classes: int,
               c_grid: Sequence[float] = C_GRID, max_iter: int = 1000) -> LinearProbe:
-    """Sweep C on the validation split (coarse grid, then half-decades around the best), refit on train."""
+    """Sweep C on the validation split (coarse grid, then half-decades around the best); keep the best fit.
+
+    Fits run in ascending C, each warm-started from the previous solution, so the sweep costs little more
+    than the largest C's fit alone.
+    """
     if len(np.unique(y_train)) < 2:
         raise InputError("a linear probe needs training examples of at least 2 classes")
-    scores: dict[float, float] = {}
+    x_train, x_val = np.asarray(x_train, dtype=np.float64), np.asarray(x_val, dtype=np.float64)
+    fits: dict[float, tuple[float, LogisticRegression]] = {}
     warm = None
-    for C in sorted(c_grid):  # ascending C with warm starts: each fit starts near its solution
+    for C in sorted(c_grid):
         warm = _fit(x_train, y_train, C, max_iter, warm)
-        scores[C] = float((warm.predict(x_val) == y_val).mean())
-    best = max(scores, key=lambda c: (scores[c], -c))
+        fits[C] = (float((warm.predict(x_val) == y_val).mean()), warm)
+    best = max(fits, key=lambda c: (fits[c][0], -c))
     for C in (best / 10 ** 0.5, best * 10 ** 0.5):
-        scores[C] = float((_fit(x_train, y_train, C, max_iter).predict(x_val) == y_val).mean())
-    best = max(scores, key=lambda c: (scores[c], -c))
-    return LinearProbe(_fit(x_train, y_train, best, max_iter), n_classes, best, scores[best])
+        model = _fit(x_train, y_train, C, max_iter, fits[best][1])
+        fits[C] = (float((model.predict(x_val) == y_val).mean()), model)
+    best = max(fits, key=lambda c: (fits[c][0], -c))
+    return LinearProbe(fits[best][1], n_classes, best, fits[best][0])
 
 
 def validation_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +181,8 @@ def summarise(curve: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
             v = g[m].to_numpy(dtype=float)
             half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) \
                 if len(v) > 1 else 0.0
-            row |= {m: float(v.mean()), f"{m}_low": float(v.mean()) - half, f"{m}_high": float(v.mean()) + half}
+            row |= {m: float(v.mean()), f"{m}_low": max(0.0, float(v.mean()) - half),
+                    f"{m}_high": min(1.0, float(v.mean()) + half)}  # a t-interval can cross 0 or 1: clipped
         out.append(row)
     return pd.DataFrame(out)
 

@@ -154,7 +154,11 @@ def run_robustness(loaded: LoadedModel, images: ImageSet, config: RobustnessConf
                    shifts: Mapping[str, ImageSet] | None = None, train: ImageSet | None = None,
                    baseline_table: str | Path | None = None, work_dir: str | Path | None = None,
                    **embed_kwargs) -> RobustnessResult:
-    """Score zero-shot (and, given ``train``, linear probes) on ``images`` and every shift; see the module doc."""
+    """Score zero-shot (and, given ``train``, linear probes) on ``images`` and every shift; see the module doc.
+
+    ``work_dir`` keeps the corrupted images (reused by later runs); default: a new temporary folder.
+    """
+    import tempfile
     import time
 
     cfg = config or RobustnessConfig()
@@ -171,7 +175,7 @@ def run_robustness(loaded: LoadedModel, images: ImageSet, config: RobustnessConf
         base = sets[ID_SHIFT]
         if cfg.corruption_limit:
             base = ImageSet(base.records.head(cfg.corruption_limit), base.source)
-        folder = Path(work_dir) if work_dir else Path(embed_kwargs.get("cache_dir") or ".") / "corrupted"
+        folder = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cliplab-corrupted-"))
         corrupted = corrupt_images(base, folder, cfg.corruptions, cfg.severities, cfg.seed)
         timings["corrupt_s"] = corrupted.seconds
         recs = corrupted.images.records

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .errors import InputError
 
@@ -83,7 +84,9 @@ def _read(args, path: str, where):
     from .evalsets import EvalImageSet, read_eval_set, subset_classes
 
     images = read_eval_set(path, args.layout)
-    if args.class_subset and isinstance(images, EvalImageSet):
+    if args.class_subset:
+        if not isinstance(images, EvalImageSet):
+            raise InputError(f"--class-subset needs an ImageFolder or CLIP_benchmark wds set, not {path}")
         images = subset_classes(images, args.class_subset)
     picked = select(images, parse_where(where))
     if isinstance(images, EvalImageSet) and picked is not images:
@@ -129,7 +132,9 @@ def cmd_robustness(args) -> int:
                            args.attribute, args.flag, args.corruptions, args.severities, args.corruption_limit,
                            args.seed, _ints(args.probe_k, "--probe-k"),
                            args.baselines.split(",") if args.baselines else None, args.supervised, args.n_boot)
-    result = run_robustness(loaded, images, cfg, shifts, train, args.baseline_csv, **_embed_kwargs(args))
+    kw = _embed_kwargs(args)
+    work = Path(kw["cache_dir"]) / "corrupted" if kw["cache_dir"] else None  # None: a temporary folder
+    result = run_robustness(loaded, images, cfg, shifts, train, args.baseline_csv, work, **kw)
     out = write_robustness(result, args.out, loaded.identity, args.pretrained or "", args.tables)
     for n in result.notes:
         print(f"note: {n}", file=sys.stderr)

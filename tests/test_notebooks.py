@@ -15,13 +15,15 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ["01_train_and_load", "02_prompt_sensitivity", "03_embedding_geometry", "04_bias_audit"]
+NOTEBOOKS = ["01_train_and_load", "02_prompt_sensitivity", "03_embedding_geometry", "04_bias_audit",
+             "05_robustness_and_probes"]
 ARTIFACTS = ROOT / "test-artifacts" / "notebooks"
 # What the notebooks use from `import cliplab` (names, and subpackages reached as attributes).
 REQUIRED = ["demo", "synthesize", "SynthConfig", "read_images", "ImageSet", "load_model", "embed_images", "embed_texts",
             "run_zeroshot", "ZeroShotClassifier", "prompt_sensitivity", "PromptLab", "modality_gap", "alignment",
             "uniformity", "effective_rank", "class_centroid_similarity", "project", "EmbeddingExplorer",
-            "AuditDashboard", "train", "audit"]
+            "AuditDashboard", "train", "audit", "read_eval_set", "run_probes", "ProbeConfig", "RobustnessConfig",
+            "run_robustness", "write_probe", "write_robustness"]
 SHORT_RUN = {"CLIPLAB_NB_IMAGES": "800", "CLIPLAB_NB_EPOCHS": "3"}
 
 
