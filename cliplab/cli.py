@@ -90,18 +90,23 @@ def cmd_synth(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from .data import parse_where, read_images, select
-    from .embed import embed_images, write_embeddings
-    from .models import load_model
+    from .parallel import EmbedJob, run_embed
 
-    loaded = load_model(args.model, args.pretrained, args.device)
-    images = select(read_images(args.images, args.image_column), parse_where(args.where))
-    result = embed_images(loaded, images, dtype=args.dtype, **_embed_kwargs(args))
-    out = write_embeddings(result, args.out)
-    _report_input_notes(images.n_duplicates)
+    kw = _embed_kwargs(args)
+    job = EmbedJob(images=args.images, out=args.out, model=args.model, pretrained=args.pretrained,
+                   device=args.device, image_column=args.image_column, where=args.where, dtype=args.dtype,
+                   profile=args.profile, overwrite=args.overwrite, **kw)
+    done = run_embed(job)  # under torchrun: every rank embeds its part, rank 0 writes
+    if done.result is None:
+        return 0
+    result, out = done.result, done.out
+    _report_input_notes(done.n_duplicates)
     _report_skips(result.skipped, out)
+    if done.timer is not None:
+        print(done.timer.report(), file=sys.stderr)
+    ranks = f" on {done.world_size} ranks" if done.world_size > 1 else ""
     print(f"embedded {len(result)} images ({result.n_cached} from cache, {result.n_encoded} encoded, "
-          f"{len(result.skipped)} skipped) with {loaded.identity} -> {out}")
+          f"{len(result.skipped)} skipped) with {result.model_identity}{ranks} -> {out}")
     return 0
 
 
@@ -160,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="only the manifest rows whose COLUMN holds one of the VALUEs (repeatable)")
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_embed)
+    p.add_argument("--profile", action="store_true", help="print (and write profile.json) the share of wall time "
+                   "spent reading, decoding, preprocessing, in the forward pass and writing")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another run's results")
+    p.set_defaults(func=cmd_embed, batch_size=None)  # None: 256 on a GPU, 64 on a CPU
+    # --images also takes webdataset shards ('/data/{00000..01023}.tar'); run under torchrun for many GPUs
 
     p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
     _model_args(p)

@@ -25,6 +25,7 @@ from .atomic import atomic_path, describe_os_error, prepare_out_dir, write_json,
 from .data import DEFAULT_MAX_PIXELS, ImageError, ImageSet, Skip, load_image, read_images
 from .errors import InputError, OutputError
 from .models import LoadedModel
+from .profile import StageTimer
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("CLIPLAB_CACHE", "~/.cache/cliplab")).expanduser()
 MAX_SHARDS = 32  # past this many shard files a namespace is compacted into one
@@ -139,6 +140,7 @@ def embed_images(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     flush_every: int = 4096,
     progress: bool = True,
+    timer: StageTimer | None = None,
 ) -> ImageEmbeddings:
     """Embed every usable image; cached images are neither decoded nor passed through the model."""
     if batch_size < 1:
@@ -156,7 +158,7 @@ def embed_images(
     skipped = list(images.skipped)
     if todo:
         skipped += _encode(loaded, [paths[i] for i in todo], todo, feats, keys, cache,
-                           batch_size, workers, max_pixels, flush_every, progress)
+                           batch_size, workers, max_pixels, flush_every, progress, timer)
     if cache:
         cache.compact()
     ok = [i for i, f in enumerate(feats) if f is not None]
@@ -169,16 +171,22 @@ def embed_images(
                            model_identity=loaded.identity)
 
 
-def _encode(loaded, todo_paths, todo, feats, keys, cache, batch_size, workers, max_pixels, flush_every, progress):
+def _encode(loaded, todo_paths, todo, feats, keys, cache, batch_size, workers, max_pixels, flush_every, progress,
+            timer=None):
     """Decode and encode the images not in the cache, flushing to the cache every `flush_every`."""
     if workers is None:
         workers = 0 if len(todo_paths) <= 2 * batch_size else min(2, os.cpu_count() or 1)
-    loader = DataLoader(_Decode(todo_paths, loaded.preprocess, max_pixels), batch_size=batch_size,
-                        num_workers=workers, collate_fn=_collate, pin_memory=loaded.device.type == "cuda")
+    dataset, collate = _Decode(todo_paths, loaded.preprocess, max_pixels), _collate
+    if timer is not None:  # --profile: stage timings from the workers (cliplab.profile)
+        dataset, collate = timer.instrument(dataset, collate, cache)
+        timer.workers = workers
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                        pin_memory=loaded.device.type == "cuda",
+                        prefetch_factor=4 if workers else None)
     skipped, pending_keys, pending = [], [], []
     bar = tqdm(total=len(todo_paths), desc="embedding images", unit="img", disable=not progress)
     with torch.inference_mode(), _autocast(loaded.device):
-        for idx, batch, failed in loader:
+        for idx, batch, failed in (timer.batches(loader) if timer is not None else loader):
             skipped += [Skip(todo_paths[j], reason) for j, reason in failed]
             if batch is not None:
                 out = loaded.model.encode_image(batch.to(loaded.device, non_blocking=True), normalize=True)
