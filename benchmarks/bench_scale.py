@@ -6,7 +6,7 @@ the same synthetic images (no cache). Reported: images/s of the encoding phase (
 wall time), scaling efficiency (rate with N ranks / (N x rate with 1)), each rank's ratio to its
 forward pass, and the per-stage profile of the largest run, which names the next bottleneck.
 
-    .venv/bin/python benchmarks/bench_scale.py [--n 3000] [--ranks 1,2] [--model cliplab-tiny]
+    .venv/bin/python benchmarks/bench_scale.py [--images 3000] [--ranks 1,2] [--model cliplab-tiny]
 """
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ def torchrun(n: int, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}", *args]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+    return done
 
 
 def forward_only(model: str, n: int, batch: int, out: str) -> None:
@@ -51,23 +54,23 @@ def forward_only(model: str, n: int, batch: int, out: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--images", type=int, default=3000, help="synthetic images (32 px)")
     ap.add_argument("--ranks", default="1,2")
     ap.add_argument("--model", default="cliplab-tiny")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--forward-only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.forward_only:
-        forward_only(args.model, args.n, args.batch, args.forward_only)
+        forward_only(args.model, args.images, args.batch, args.forward_only)
         return
     load = os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {load:.1f}")
     rows, profile = [], ""
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "cliplab.cli", "synth", "--out", f"{tmp}/data", "--n", str(args.n),
+        subprocess.run([sys.executable, "-m", "cliplab.cli", "synth", "--out", f"{tmp}/data", "--n", str(args.images),
                         "--quiet"], check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
         for n in map(int, args.ranks.split(",")):
-            torchrun(n, __file__, "--n", str(args.n // n), "--model", args.model, "--batch", str(args.batch),
+            torchrun(n, __file__, "--images", str(args.images // n), "--model", args.model, "--batch", str(args.batch),
                      "--forward-only", f"{tmp}/fwd{n}")
             fwd = [json.loads(Path(f"{tmp}/fwd{n}-{r}.json").read_text())["rate"] for r in range(n)]
             start = time.perf_counter()

@@ -88,6 +88,8 @@ def _run(job: EmbedJob, info: DistInfo) -> EmbedOutcome:
     loaded: LoadedModel | None = None
     source: ShardSet | ImageSet | None = None
     try:
+        if is_shard_spec(job.images) and (job.where or job.image_column):
+            raise InputError("--where and --image-column need a manifest; webdataset shards have neither")
         loaded = load_model(job.model, job.pretrained, str(info.device))
         source = (read_shards(job.images) if is_shard_spec(job.images) else
                                        select(read_images(job.images, job.image_column), parse_where(job.where)))
@@ -167,7 +169,7 @@ def _assemble(job: EmbedJob, loaded: LoadedModel, source: ShardSet | ImageSet, c
         return assemble_shards(loaded, source, EmbeddingCache(cache_dir, loaded), job.dtype, n_encoded)
     # the images every rank encoded are cached; only images that failed are tried (and fail) again
     r = embed_images(loaded, source, batch, job.workers, cache_dir, job.dtype, job.max_pixels,
-                     job.flush_every, job.progress and n_encoded == 0)
+                     job.flush_every, progress=False)
     r.n_encoded += n_encoded
     r.n_cached = len(r) - r.n_encoded
     return r
