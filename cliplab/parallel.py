@@ -82,29 +82,37 @@ def run_embed(job: EmbedJob) -> EmbedOutcome:
         cleanup(info)
 
 
-def _run(job: EmbedJob, info: DistInfo) -> EmbedOutcome:
-    group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT) if info.enabled else None
-    out = Path(job.out).expanduser().absolute()
+def _prepare(job: EmbedJob, info: DistInfo, out: Path) -> tuple[Any, LoadedModel | None, ShardSet | ImageSet | None]:
+    """Load the model and read the input: (what this rank sees, or the error it met; model; source)."""
     loaded: LoadedModel | None = None
     source: ShardSet | ImageSet | None = None
     try:
         if is_shard_spec(job.images) and (job.where or job.image_column):
             raise InputError("--where and --image-column need a manifest; webdataset shards have neither")
         loaded = load_model(job.model, job.pretrained, str(info.device))
-        source = (read_shards(job.images) if is_shard_spec(job.images) else
-                                       select(read_images(job.images, job.image_column), parse_where(job.where)))
+        if is_shard_spec(job.images):
+            source = read_shards(job.images)
+        else:
+            source = select(read_images(job.images, job.image_column), parse_where(job.where))
         described = _describe(job, loaded, source, out)
         _check_out_folder(out, described, job.overwrite)
-        state: Any = described
+        return described, loaded, source
     except CliplabError as e:
-        state = e
+        return e, loaded, source
+
+
+def _run(job: EmbedJob, info: DistInfo) -> EmbedOutcome:
+    group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT) if info.enabled else None
+    out = Path(job.out).expanduser().absolute()
+    state, loaded, source = _prepare(job, info, out)
     _agree(info, group, state)
     assert loaded is not None and source is not None  # _agree raised otherwise
     batch = job.batch_size or default_batch_size(info.device)
     private = job.cache_dir is None
     # one process embedding files needs no cache; ranks and shard indexes pass their results through one
     needs_cache = info.enabled or isinstance(source, ShardSet)
-    cache_dir = (Path(f"{out}.embed-parts") if needs_cache else None) if private else Path(job.cache_dir or "")
+    cache_dir = Path(job.cache_dir) if job.cache_dir is not None else (
+        Path(f"{out}.embed-parts") if needs_cache else None)
     timer = StageTimer() if job.profile else None
 
     start = time.perf_counter()
@@ -122,7 +130,7 @@ def _run(job: EmbedJob, info: DistInfo) -> EmbedOutcome:
         _gather(info, group, None)  # wait for rank 0's writing, so errors there end every rank together
         return EmbedOutcome(None, None, 0, info.world_size, merged)
     try:
-        result = whole or _assemble(job, loaded, source, cache_dir, batch, n_encoded)
+        result = whole if whole is not None else _assemble(job, loaded, source, cache_dir, batch, n_encoded)
         written = write_embeddings(result, out)
         write_json(written / RUN_FILE, _describe(job, loaded, source, out))
         if merged is not None:

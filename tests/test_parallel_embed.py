@@ -172,9 +172,17 @@ def test_truncated_shard_keeps_its_good_samples_and_reports_the_rest(shards, tmp
     assert "truncated" in pd.read_csv(tmp_path / "o" / "skipped.csv")["reason"].iloc[-1]
 
 
-def test_bad_shard_lists_and_a_foreign_output_folder(synth_data, shards, tmp_path):
+def test_bad_shard_lists_and_a_foreign_output_folder(synth_data, shards, tmp_path, capsys):
+    from cliplab.cli import main
+
     spec = shards
     job = dict(model="cliplab-tiny", device="cpu", progress=False, workers=0, cache_dir=str(tmp_path / "c"))
+    code = main(["embed", "--model", "cliplab-tiny", "--device", "cpu", "--images", str(tmp_path / "{0..3}.tar"),
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and len(err) == 1 and "the shard list matches no file" in err[0], err
+    with pytest.raises(InputError, match="need a manifest"):
+        run_embed(EmbedJob(images=spec, out=str(tmp_path / "o"), where=["split=test"], **job))
     with pytest.raises(InputError, match="matches no file"):
         run_embed(EmbedJob(images=str(tmp_path / "none-{00..09}.tar"), out=str(tmp_path / "o"), **job))
     with pytest.raises(InputError, match="1 of 5 shards do not exist"):
