@@ -118,7 +118,8 @@ class ShardSamples(IterableDataset):
         errors: list[str] = []
 
         def handler(e: Exception) -> bool:
-            errors.append(str(e.args[0]) if e.args else type(e).__name__)
+            text = str(e.args[0]) if e.args else type(e).__name__
+            errors.append(text.split(" @ <")[0])  # webdataset appends the file object's repr
             return True  # keep what was read; the damage is reported as one skip
 
         sid = shard_id(url)
