@@ -74,8 +74,7 @@ class StageTimer:
                 self.add(stage, s)
             start = time.perf_counter()
             yield tuple(item)
-            self.add("forward", time.perf_counter() - start)  # the consumer's time: forward + write
-        # (write is timed separately and taken out of forward in report())
+            self.add("forward", time.perf_counter() - start)  # the consumer's time; rows() takes write out
 
     def rows(self) -> list[tuple[str, float, float]]:
         """(stage, seconds per rank, share of wall time) per stage; forward excludes the cache writes."""
