@@ -28,6 +28,7 @@ from .atomic import atomic_path, clean_stale_temps, describe_os_error, output_se
 from .data import DECODE_VERSION, DEFAULT_MAX_PIXELS, ImageError, ImageSet, Skip, load_image, read_images
 from .errors import InputError, ModelError, OutputError
 from .models import LoadedModel
+from .profile import StageTimer
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("CLIPLAB_CACHE", "~/.cache/cliplab")).expanduser()
 MAX_SHARDS = 32  # past this many shard files a namespace is compacted into one
@@ -158,6 +159,7 @@ def embed_images(
     flush_every: int = 4096,
     progress: bool = True,
     verify_cache: bool = False,
+    timer: StageTimer | None = None,
 ) -> ImageEmbeddings:
     """Embed every usable image (an ImageSet, a folder, a manifest or a list of paths).
 
@@ -183,7 +185,7 @@ def embed_images(
     del found
     todo = [j for j, f in enumerate(feats) if f is None]
     failed = _encode(loaded, todo, distinct, feats, keys, cache, batch_size, workers, max_pixels, flush_every,
-                     progress) if todo else {}
+                     progress, timer) if todo else {}
     if cache:
         cache.compact()
     bad_rows = np.flatnonzero(np.isin(codes, list(failed)))
@@ -210,20 +212,24 @@ def _distinct_files(paths: pd.Series) -> tuple[np.ndarray, list[str]]:
 
 
 def _encode(loaded, todo, paths, feats, keys, cache, batch_size, workers, max_pixels, flush_every,
-            progress) -> dict[int, str]:
+            progress, timer=None) -> dict[int, str]:
     """Decode and encode files ``paths[j] for j in todo`` into ``feats[j]``, flushing to the cache
     every ``flush_every``; returns {j: reason} for the files that could not be decoded."""
     todo_paths = [paths[j] for j in todo]
     if workers is None:
         workers = 0 if len(todo_paths) <= 2 * batch_size else min(2, os.cpu_count() or 1)
-    loader = DataLoader(_Decode(todo_paths, loaded.preprocess, max_pixels), batch_size=batch_size,
-                        num_workers=workers, collate_fn=_collate, pin_memory=loaded.device.type == "cuda")
+    dataset, collate = _Decode(todo_paths, loaded.preprocess, max_pixels), _collate
+    if timer is not None:  # --profile: stage timings from the workers (cliplab.profile)
+        dataset, collate = timer.instrument(dataset, collate, cache)
+        timer.workers = workers
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate,
+                        pin_memory=loaded.device.type == "cuda", prefetch_factor=4 if workers else None)
     failures: dict[int, str] = {}
     pending_keys: list[str] = []
     pending: list[np.ndarray] = []
     bar = tqdm(total=len(todo_paths), desc="embedding images", unit="img", disable=not progress)
     with torch.inference_mode(), _autocast(loaded.device):
-        for idx, batch, failed in loader:
+        for idx, batch, failed in (timer.batches(loader) if timer is not None else loader):
             failures.update((todo[i], reason) for i, reason in failed)
             if batch is not None:
                 out = loaded.model.encode_image(batch.to(loaded.device, non_blocking=True), normalize=True)

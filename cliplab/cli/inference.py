@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .common import (
     add_image_args,
@@ -25,7 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dtype of embeddings.npy (default float32)")
     add_where_arg(p)
     add_out_arg(p, "embeddings.npy, records.csv, skipped.csv, embed.json")
-    p.set_defaults(func=cmd_embed)
+    p.add_argument("--profile", action="store_true", help="print (and write profile.json) the share of wall time "
+                   "spent reading, decoding, preprocessing, in the forward pass and writing")
+    p.add_argument("--overwrite", action="store_true", help="replace an output folder holding another run's results")
+    p.set_defaults(func=cmd_embed, batch_size=None)  # None: 256 on a GPU, 64 on a CPU
 
     p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
     add_model_args(p)
@@ -41,16 +45,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """Embed (under torchrun: every rank its part, rank 0 writes the outputs in the input's order)."""
     check_model_args(args, measures=False)  # embeddings of a random model are a baseline, not a measurement
-    images = read_selected_images(args)
-    from ..embed import embed_images
+    from ..parallel import EmbedJob, run_embed
 
-    loaded = load_model_from_args(args)
-    result = embed_images(loaded, images, dtype=args.dtype, **embed_kwargs(args))
-    out = result.write(args.out)
-    report_input_notes(images.n_duplicates, notes=images.notes)
+    job = EmbedJob(images=args.images, out=args.out, model=args.model, pretrained=args.pretrained,
+                   device=args.device, image_column=args.image_column, where=args.where, dtype=args.dtype,
+                   profile=args.profile, overwrite=args.overwrite, **embed_kwargs(args))
+    done = run_embed(job)
+    if done.result is None:  # a rank other than 0
+        return 0
+    result, out = done.result, done.out
+    report_input_notes(done.n_duplicates)
     report_skips(result.skipped, out)
-    print(f"{result.summary()} -> {out}")
+    if done.timer is not None:
+        print(done.timer.report(), file=sys.stderr)
+    ranks = f" on {done.world_size} ranks" if done.world_size > 1 else ""
+    print(f"{result.summary()}{ranks} -> {out}")
     return 0
 
 
