@@ -63,6 +63,90 @@ def ceiling(model_name: str, batch: int, threads: int, steps: int = 8) -> float:
     return steps * batch / (time.perf_counter() - t)
 
 
+def step_rates(models: list[str], batch: int, threads: int, steps: int = 6, repeats: int = 3) -> dict[str, float]:
+    """Samples/s of cliplab's own training step (ContrastiveModel: distinct captions once; a locked HF text
+    tower's pooled features cached) on pre-made tensors, 8 distinct captions, models interleaved, best kept."""
+    import open_clip
+    import torch
+
+    from cliplab.models import load_model
+    from cliplab.synth import CLASSES
+    from cliplab.text_towers import tower_name
+    from cliplab.train.contrastive import ContrastiveModel, TextFeatureCache, locked_hf_tower
+
+    if threads:
+        torch.set_num_threads(threads)
+    setups = {}
+    for name in models:
+        loaded = load_model(name, device="cpu", seed=0)
+        clip = loaded.model.train()
+        if tower_name(open_clip.get_model_config(name)):  # a packaged pretrained text tower: locked
+            clip.lock_text_tower()
+        tower = locked_hf_tower(clip)
+        tokens = loaded.tokenizer([f"a photo of a person holding a {CLASSES[i % len(CLASSES)]}." for i in range(batch)])
+        model = ContrastiveModel(clip, True, TextFeatureCache(tower) if tower else None)
+        opt = torch.optim.AdamW([p for p in clip.parameters() if p.requires_grad], lr=1e-4)
+        images = torch.randn(batch, 3, *clip.visual.preprocess_cfg["size"])
+        setups[name] = (model, opt, images, tokens)
+    loss_fn, best = open_clip.ClipLoss(), dict.fromkeys(models, 0.0)
+
+    def step(model, opt, images, tokens):
+        loss = loss_fn(*model(images, tokens)[:3])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(repeats):
+        for name, setup in setups.items():
+            step(*setup)
+            t = time.perf_counter()
+            for _ in range(steps):
+                step(*setup)
+            best[name] = max(best[name], steps * batch / (time.perf_counter() - t))
+    return best
+
+
+def fixed_costs(model_name: str, threads: int, out: Path, repeats: int = 3) -> dict:
+    """The trainer's per-epoch fixed costs on the training thread, best of ``repeats``: a checkpoint
+    (serialised in memory, written by a background thread) against the same bytes written
+    synchronously (torch.save + fsync, as before), and the import the evaluation no longer pays."""
+    import torch
+
+    from cliplab.models import load_model
+    from cliplab.train.checkpoint import CheckpointWriter, trainable_state
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = load_model(model_name, device="cpu", seed=0).model.train()
+    if model_name == "cliplab-minilm":
+        model.lock_text_tower()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params)
+    for p in params:
+        p.grad = torch.zeros_like(p)
+    opt.step()  # creates the two Adam moments of every trainable parameter
+    state = {"step": 0, **trainable_state(model), "optimizer": opt.state_dict()}
+    writer = CheckpointWriter(out / f"fixed-{model_name}", keep=2)
+    background, synchronous = [], []
+    for i in range(repeats):
+        state["step"] = 2 * i
+        t = time.perf_counter()
+        path = writer.save(state)
+        background.append(time.perf_counter() - t)
+        writer.wait()
+        state["step"] = 2 * i + 1
+        t = time.perf_counter()
+        writer.save(state)
+        writer.wait()
+        synchronous.append(time.perf_counter() - t)
+    code = "import time; t = time.perf_counter(); import sklearn.metrics; print(time.perf_counter() - t)"
+    sk = min(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout)
+             for _ in range(repeats))
+    return {"model": model_name, "checkpoint_mb": path.stat().st_size / 1e6,
+            "checkpoint_training_thread_s": min(background), "checkpoint_synchronous_s": min(synchronous),
+            "sklearn_import_s": sk}
+
+
 def run_peer(data_dir: Path, out: Path, args, workers: int, repeat: int) -> dict:
     """open_clip_train on the train split (fp32, no evaluation); loop time from its per-step log."""
     import pandas as pd
@@ -119,7 +203,8 @@ def run_cliplab(data_dir: Path, out: Path, args, repeat: int, *extra: str) -> di
     # the per-epoch rows hold samples/s of the epoch's loop; weight by equal epoch sizes
     loop = len(rows) / (1.0 / rows["samples_per_s"]).sum()
     steps = int(rows["step"].iloc[-1])
-    return {"trainer": "cliplab train" + (f" ({', '.join(extra)})" if extra else ""), "wall_s": wall, "steps": steps, "loop_samples_per_s": float(loop),
+    return {"trainer": "cliplab train" + (f" ({', '.join(extra)})" if extra else ""), "wall_s": wall, "steps": steps,
+            "loop_samples_per_s": float(loop),
             "end_to_end_samples_per_s": steps * args.batch_size / wall, "checkpoint": str(run)}
 
 
@@ -174,13 +259,32 @@ def main() -> None:
                    help="torch threads for both trainers (default 1, as tiny-synthetic.yaml; 0: torch default)")
     p.add_argument("--out", help="keep outputs here (default: a temp folder)")
     p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--fixed-costs", action="store_true",
+                   help="only measure the per-epoch fixed costs (checkpoint, evaluation imports) and exit")
     args = p.parse_args()
+    if args.fixed_costs:
+        out = Path(args.out or tempfile.mkdtemp(prefix="bench-train-"))
+        rows = [fixed_costs(m, args.threads, out) for m in ("cliplab-tiny", "cliplab-minilm")]
+        print(f"{'model':16s} {'checkpoint MB':>14s} {'on training thread s':>21s} {'written synchronously s':>24s}")
+        for r in rows:
+            print(f"{r['model']:16s} {r['checkpoint_mb']:14.1f} {r['checkpoint_training_thread_s']:21.2f} "
+                  f"{r['checkpoint_synchronous_s']:24.2f}")
+        print("import sklearn.metrics (no longer paid by the trainer's evaluation): "
+              f"{rows[0]['sklearn_import_s']:.2f} s")
+        rates = step_rates(["cliplab-tiny", "cliplab-minilm"], args.batch_size, args.threads)
+        print("cliplab's training step on pre-made tensors (batch "
+              f"{args.batch_size}): " + ", ".join(f"{k} {v:.0f} samples/s" for k, v in rates.items()))
+        rows.append({"step_samples_per_s": rates})
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return
 
     from cliplab.synth import SynthConfig, synthesize
 
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-train-"))
     data_dir = synthesize(out / "data", SynthConfig(world="legacy", n=args.n, seed=args.seed)).parent
-    print(f"machine: {os.cpu_count()} CPU cores; torch threads {args.threads or 'default'}; data: {args.n} synthetic 32 px images "
+    print(f"machine: {os.cpu_count()} CPU cores; torch threads {args.threads or 'default'}; data: {args.n} synthetic "
+          f"32 px images "
           f"in {data_dir}", flush=True)
     os.environ["TQDM_DISABLE"] = "1"
     results = {"ceiling_samples_per_s": ceiling(args.model, args.batch_size, args.threads)}

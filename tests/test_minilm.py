@@ -127,9 +127,10 @@ def test_run_is_portable_and_loads_in_cliplab_and_open_clip(minilm_run, tmp_path
     assert loaded.name == NAME and record["sha256"] in loaded.identity
     tokens = loaded.tokenizer(["a photo of a person holding a cup."])
     images = torch.rand(2, 3, 32, 32)
-    model, _, _ = open_clip.create_model_and_transforms(
-        "local-dir:" + text_towers.open_clip_dir(minilm_run, tmp_path / "oc"))
+    spec = "local-dir:" + text_towers.open_clip_dir(minilm_run, tmp_path / "oc")
+    model, _, _ = open_clip.create_model_and_transforms(spec)
     model.eval()
+    assert torch.equal(open_clip.get_tokenizer(spec)(["a photo of a person holding a cup."]), tokens)
     with torch.no_grad():
         assert torch.allclose(model.encode_text(tokens), loaded.model.encode_text(tokens), atol=1e-5)
         assert torch.allclose(model.encode_image(images), loaded.model.encode_image(images), atol=1e-5)

@@ -4,9 +4,9 @@ A checkpoint holds everything needed to continue a run bit-for-bit: model, optim
 and grad-scaler state, the step and epoch, the RNG states and the config. Locked (frozen)
 weights are left out, as they have no optimizer state and never change: a resumed run takes
 them from where the run first did (its pretrained source; a packaged text tower's hash is
-recorded and checked). The final model is
-also exported in open_clip's local-dir layout (RUN/final/open_clip_config.json + weights) so
-that open_clip itself, and ``cliplab.models.load_model(pretrained=RUN)``, can load it.
+recorded and checked). The final model, all weights included, is also exported in open_clip's
+local-dir layout (RUN/final/open_clip_config.json + weights) so that open_clip itself, and
+``cliplab.models.load_model(pretrained=RUN)``, can load it.
 """
 from __future__ import annotations
 

@@ -98,7 +98,7 @@ def _open_run(cfg: TrainConfig, dist: DistInfo) -> tuple[Path, dict[str, Any] | 
         raise OutputError(f"{run_dir} already holds a training run; pass --resume latest to continue it, "
                           "or choose another --out")
     state = load_checkpoint(path) if path else None
-    if state is not None:
+    if state is not None and path is not None:
         check_architecture(state, cfg.model, path)
         check_text_tower(state, path)
         note = f"resuming from {path} (step {state['step']}, epoch {state['epoch']})"

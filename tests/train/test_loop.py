@@ -11,8 +11,8 @@ import torch
 
 from cliplab.train import train
 from cliplab.train.build import CosineSchedule, build_optimizer, no_weight_decay
-from cliplab.train.contrastive import ContrastiveModel
 from cliplab.train.config import TrainConfig
+from cliplab.train.contrastive import ContrastiveModel
 
 
 def read_rows(path):
