@@ -217,7 +217,9 @@ def read_manifest(path: Path, image_column: str | None = None) -> ImageSet:
     skipped = [Skip(f"{path}:row {i + 2}", "empty image path") for i in np.flatnonzero(blank.to_numpy())]
     table = table[~blank].reset_index(drop=True)
     base = path.parent.absolute()
-    resolved = [str(p if p.is_absolute() else base / p) for p in map(Path, table[image_column].astype(str))]
+    names = table[image_column].astype(str)
+    by_name = {n: str(p if p.is_absolute() else base / p) for n, p in zip(names.unique(), map(Path, names.unique()))}
+    resolved = names.map(by_name).tolist()  # once per distinct name: 200,000 rows may name 10 files
     if image_column == "path":
         table["path"] = resolved  # the image column itself: its relative entries become absolute
         table = table[["path", *[c for c in table.columns if c != "path"]]]
@@ -240,7 +242,8 @@ def _n_duplicates(paths: pd.Series) -> int:
 
 def _drop_unreadable(records: pd.DataFrame, source: str) -> ImageSet:
     """Skip rows whose file is missing or empty now, before any decoding."""
-    reasons = [_file_problem(p) for p in records["path"]]
+    problems = {p: _file_problem(p) for p in records["path"].unique()}  # once per distinct file
+    reasons = [problems[p] for p in records["path"]]
     bad = np.array([r is not None for r in reasons], dtype=bool)
     skipped = [Skip(p, r) for p, r in zip(records["path"], reasons) if r is not None]
     kept = records[~bad].reset_index(drop=True)
