@@ -17,13 +17,12 @@ import re
 import socket
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import open_clip
 import torch
-from open_clip.transform import PreprocessCfg
 
 from . import text_towers
 from .errors import ModelError
@@ -129,9 +128,10 @@ def load_model(
         raise ModelError(f"--pretrained {pretrained!r} is neither a file, a run directory nor a pretrained tag of "
                          f"{model} (tags: {', '.join(tags) or 'none'})")
     weights = _fetch_tag(model, pretrained, tag_cfg)
-    force = {f.name: tag_cfg[f.name] for f in fields(PreprocessCfg) if f.name in tag_cfg}
+    # the tag's preprocessing, as create_model_and_transforms takes it (it builds force_preprocess_cfg itself)
+    preprocess = {f"image_{k}": tag_cfg[k] for k in ("mean", "std", "interpolation", "resize_mode") if k in tag_cfg}
     return _create(model, weights, dev, identity=f"{model}@{file_digest(weights)}", name=model,
-                   force_preprocess_cfg=force, force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)))
+                   force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)), **preprocess)
 
 
 def _resolve_directory(model: str | None, folder: Path) -> tuple[str, str | None]:

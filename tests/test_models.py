@@ -214,3 +214,21 @@ def test_a_zip_bomb_is_refused_from_its_directory(tmp_path):
             f.write(bytes(1 << 20))
     with pytest.raises(ModelError, match="inflates from"):
         load_model("cliplab-tiny", str(tmp_path / "bomb.pt"), device="cpu")
+
+
+def test_a_cached_pretrained_tag_loads_with_the_tags_preprocessing(tiny, tmp_path, monkeypatch):
+    """The pretrained-tag path end to end, offline: a registry entry whose weights are 'cached'
+    locally (here: a cliplab-tiny state dict) loads, and the tag's mean/std reach the transform."""
+    import cliplab.models as models
+
+    weights = tmp_path / "open_clip_pytorch_model.bin"
+    torch.save(tiny.model.state_dict(), weights)
+    tag = {"mean": (0.25, 0.5, 0.75), "std": (0.2, 0.3, 0.4), "interpolation": "bicubic", "quick_gelu": False}
+    monkeypatch.setattr(models.open_clip, "get_pretrained_cfg", lambda name, t: tag if t == "cached-tag" else {})
+    monkeypatch.setattr(models, "_fetch_tag", lambda name, t, cfg: str(weights))
+    loaded = load_model("cliplab-tiny", "cached-tag", device="cpu")
+    assert loaded.identity.startswith("cliplab-tiny@") and not loaded.random_init
+    norm = next(t for t in loaded.preprocess.transforms if type(t).__name__ == "Normalize")
+    assert tuple(norm.mean) == tag["mean"] and tuple(norm.std) == tag["std"]
+    for a, b in zip(loaded.model.state_dict().values(), tiny.model.state_dict().values()):
+        assert torch.equal(a, b)
