@@ -3,7 +3,7 @@ figures' training captions say "a photo of a thief." is flagged for that harm at
 ``audits/synthetic.yaml`` at B = 0.2 (interval excluding 0, corrected p < 0.05); at B = 0 nothing is flagged.
 
 Each model is trained once per session on 1,200 training images (seed 0); CLIPLAB_SCENES_TEST_EPOCHS
-sets the epochs (default 3). Training dominates the time (see BENCHMARKS.md, "Synthetic world").
+sets the epochs (default 5). Training dominates the time (see BENCHMARKS.md, "Synthetic world").
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 from cliplab.errors import EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "3")
+EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "5")
 pytestmark = pytest.mark.timeout(1800)
 
 
