@@ -51,7 +51,8 @@ def _audit(csv: Path, run: Path, out: Path) -> dict:
 
 
 def test_planted_harm_at_b02_is_flagged_at_top1(scenes_models, tmp_path: Path) -> None:
-    doc = _audit(*scenes_models(0.2), tmp_path / "out")
+    csv, run = scenes_models(0.2)
+    doc = _audit(csv, run, tmp_path / "out")
     harm = [d for d in doc["disparities"] if d["attribute"] == "tone" and d["group"] == "dark"
             and d["category"] == "crime-related" and d["metric"] == "flagged_rate"]
     flagged = [d for d in harm if d["flagged"]]
@@ -62,5 +63,6 @@ def test_planted_harm_at_b02_is_flagged_at_top1(scenes_models, tmp_path: Path) -
 
 
 def test_no_planted_harm_flags_nothing(scenes_models, tmp_path: Path) -> None:
-    doc = _audit(*scenes_models(0.0), tmp_path / "out")
+    csv, run = scenes_models(0.0)
+    doc = _audit(csv, run, tmp_path / "out")
     assert doc["n_flagged"] == 0, [d for d in doc["disparities"] if d["flagged"]]
