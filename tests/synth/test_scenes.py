@@ -186,3 +186,17 @@ def test_colour_does_not_carry_the_class(ds: tuple) -> None:
 
     assert acc("label") < 0.2  # chance is 1/16
     assert acc("scene") > 0.8  # while the scene is plain to see
+
+
+def test_shipped_audits_fit_the_world() -> None:
+    from cliplab.audit import load_audit_spec
+
+    audits = Path(__file__).resolve().parents[2] / "audits"
+    spec = load_audit_spec(audits / "synthetic.yaml")
+    assert [c for c in spec.classnames if c not in spec.flagged_classes] == CLASSES
+    assert spec.class_prompts == {"thief": ["a photo of a thief."]} and spec.where == {"split": ("test",)}
+    people = load_audit_spec(audits / "synthetic-people.yaml")
+    child = load_audit_spec(audits / "synthetic-people-with-child.yaml")
+    assert set(child.classnames) - set(people.classnames) == {"child"} and child.flagged == people.flagged
+    adult_classes = [c for c in people.classnames if c not in people.flagged_classes]
+    assert adult_classes == [f"{t}-skinned adult" for t in ("light", "medium", "dark")]
