@@ -2,7 +2,7 @@
 
 Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
 manifest, metadata); 4 the model cannot be loaded; 5 the output cannot be written;
-6 (``--fail-on-disparity T``) a flagged disparity has |difference| >= T.
+6 (``--fail-on-disparity T``) a detected disparity has |difference| >= T.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
                    help="flag classes under a harm category (repeatable; adds to the audit file)")
     g.add_argument("--truth-column", help="metadata column holding each image's true class")
     g.add_argument("--reference", action="append", default=[], metavar="ATTRIBUTE=GROUP",
-                   help="reference group of an attribute (default: the group with the lowest harm rate)")
+                   help="reference group of an attribute (default: --reference-mode)")
     g.add_argument("--where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="audit only rows whose column has one of the values (repeatable)")
     g.add_argument("--min-group-size", type=int, help="smaller groups are reported, not compared (default 30)")
@@ -49,9 +49,11 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--thumbnails", type=int, default=12, help="example thumbnails in the report (default 12)")
     g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet")
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
-                   help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
+                   help=f"exit with code {EXIT_DISPARITY} when a detected disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
     g.add_argument("--out", required=True, help="output folder: report.html, metrics.json, groups.csv, ...")
+    g.add_argument("--reference-mode", choices=["rest", "overall"], help="reference of attributes without a "
+                   "--reference group: rest (the other images; default) or overall (all images)")
     g.add_argument("--plan", type=float, metavar="DIFFERENCE", help="plan instead of audit: images per group "
                    "needed to detect a flagged-rate difference of DIFFERENCE (e.g. 0.05) with --plan-power")
     g.add_argument("--plan-groups", default="", metavar="ATTRIBUTE=N[,...]", help="with --plan: the number of "
@@ -90,6 +92,7 @@ def spec_from_args(args: argparse.Namespace, labels: str):
         truth=TruthSpec(column=args.truth_column) if args.truth_column else None,
         reference=dict(spec.reference) | _pairs(args.reference, "--reference") if args.reference else None,
         where=dict(spec.where) | where if where else None,
+        reference_mode=getattr(args, "reference_mode", None),
         min_group_size=args.min_group_size, alpha=args.alpha, correction=args.correction, top_k=args.top_k,
         n_boot=args.n_boot, seed=args.seed,
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
@@ -141,7 +144,7 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
     if args.fail_on_disparity is not None:
         over = result.exceeding(args.fail_on_disparity)
         if len(over):
-            print(f"cliplab: {len(over)} flagged disparit{'y' if len(over) == 1 else 'ies'} with |difference| >= "
+            print(f"cliplab: {len(over)} detected disparit{'y' if len(over) == 1 else 'ies'} with |difference| >= "
                   f"{args.fail_on_disparity} (exit code {EXIT_DISPARITY})", file=sys.stderr)
             return EXIT_DISPARITY
     return EXIT_OK
