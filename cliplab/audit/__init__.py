@@ -33,6 +33,7 @@ _EXPORTS = {
     "outputs": ["write_report"],
     "power": ["plan_audit"],
     "result": ["AuditCounts", "AuditResult"],
+    "variants": ["wording_robustness"],
     "run": ["PreparedAudit", "audit_features", "audit_loaded", "compare_label_sets", "prepare_audit", "run_audit"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -54,6 +54,10 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--out", required=True, help="output folder: report.html, metrics.json, groups.csv, ...")
     g.add_argument("--reference-mode", choices=["rest", "overall"], help="reference of attributes without a "
                    "--reference group: rest (the other images; default) or overall (all images)")
+    g.add_argument("--template-variants", metavar="FILE|SET", help="rerun the audit once per template (a file, one "
+                   "per line, or a shipped set such as openai-imagenet); writes wording.csv, marks fragile verdicts")
+    g.add_argument("--label-variants", metavar="FILE", help="YAML {flagged class: [synonym, ...]}: rerun once per "
+                   "synonym set; writes wording.csv")
     g.add_argument("--plan", type=float, metavar="DIFFERENCE", help="plan instead of audit: images per group "
                    "needed to detect a flagged-rate difference of DIFFERENCE (e.g. 0.05) with --plan-power")
     g.add_argument("--plan-groups", default="", metavar="ATTRIBUTE=N[,...]", help="with --plan: the number of "
@@ -98,6 +102,29 @@ def spec_from_args(args: argparse.Namespace, labels: str):
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
 
 
+def _load_wording(args: argparse.Namespace, spec):
+    """--template-variants / --label-variants read and checked before anything runs (or None)."""
+    from .variants import load_label_variants, load_template_variants
+
+    if not (args.template_variants or args.label_variants):
+        return None
+    return (load_template_variants(args.template_variants) if args.template_variants else None,
+            load_label_variants(args.label_variants, spec) if args.label_variants else None)
+
+
+def _wording(wording, loaded, prepared, out) -> None:
+    """The audit once per wording: wording.csv and one line of summary."""
+    from ..atomic import write_table
+    from .variants import wording_robustness
+
+    table = wording_robustness(loaded, prepared, *wording)
+    write_table(out / "wording.csv", table)
+    detected = table[table["detected"].fillna(False).astype(bool)]
+    print(f"wording: {int(detected['fragile'].sum())} of {len(detected)} detected disparities are fragile "
+          f"(not detected under every one of {1 + len(wording[0] or []) + len(wording[1] or [])} wordings); "
+          "see wording.csv")
+
+
 def plan_from_args(args: argparse.Namespace) -> int:
     """``cliplab audit --plan D``: print the images per group the audit needs (no model, no images)."""
     from .power import parse_groups, plan_audit
@@ -124,6 +151,7 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
+    wording = _load_wording(args, spec)
     loaded = load_model(args.model, args.pretrained, args.device)
     prepared = prepare_audit(loaded, args.images, spec, metadata=args.metadata, format=args.format,
                              image_column=args.image_column, **_embed_kwargs(args))
@@ -137,6 +165,8 @@ def run_audit_from_args(args: argparse.Namespace) -> int:
         report = write_report(result, args.out, thumbnails=args.thumbnails, predictions_format=args.predictions_format)
     _report_skips(prepared.skipped, report.parent)
     _report_input_notes(prepared.counts.duplicate_rows, sorted(loaded.truncated_texts))
+    if wording is not None:
+        _wording(wording, loaded, prepared, report.parent)
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())
