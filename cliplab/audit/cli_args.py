@@ -96,7 +96,7 @@ def spec_from_args(args: argparse.Namespace, labels: str):
         truth=TruthSpec(column=args.truth_column) if args.truth_column else None,
         reference=dict(spec.reference) | _pairs(args.reference, "--reference") if args.reference else None,
         where=dict(spec.where) | where if where else None,
-        reference_mode=getattr(args, "reference_mode", None),
+        reference_mode=args.reference_mode,
         min_group_size=args.min_group_size, alpha=args.alpha, correction=args.correction, top_k=args.top_k,
         n_boot=args.n_boot, seed=args.seed,
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
