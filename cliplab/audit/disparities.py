@@ -63,7 +63,8 @@ def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     fam_id = fam.ngroup()
     ref_rows = t[is_ref].assign(_f=fam_id[is_ref]).drop_duplicates("_f").set_index("_f")
     has_ref = fam_id.isin(ref_rows.index)
-    compared = t[ok & ~is_ref].assign(_f=fam_id, _total_n=total_n, _total_x=total_x, _has_ref=has_ref)
+    # assign before filtering: assigning a Series to an empty frame would adopt the Series' rows
+    compared = t.assign(_f=fam_id, _total_n=total_n, _total_x=total_x, _has_ref=has_ref)[ok & ~is_ref]
     size = compared.groupby("_f")["group"].transform("size")
     compared = compared[size >= np.where(compared["_has_ref"], 1, 2)]
     size = size[compared.index]

@@ -181,3 +181,11 @@ def test_error_rates_per_group_and_class_equal_sklearn(result):
             assert row["false_positive_rate"] == pytest.approx((cm[:, i].sum() - cm[i, i]) / (cm.sum() - cm[i].sum()))
         assert (result.confusion("a", grp).to_numpy().sum()) == len(sub)
     assert set(er["attribute"]) == {"a", "b", "a & b"} and (er["fnr_ci_low"] <= er["false_negative_rate"]).all()
+
+
+def test_no_group_of_adequate_size_gives_no_disparities():
+    feats, records, weights = _data(n=200, seed=5)
+    spec = AuditSpec(classes=tuple(ClassSpec(c) for c in CLASSES), group_by=("a",), min_group_size=500,
+                     flagged={"crime-related": ("thief", "criminal")}, top_k=1)
+    res = audit_features(feats, records, spec, weights, 30.0)
+    assert res.disparities.empty and "0 detected disparities" in res.summary()
