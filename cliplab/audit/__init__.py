@@ -8,15 +8,17 @@ See docs/audit.md.
     from cliplab import load_model
     from cliplab.audit import run_audit
     result = run_audit(load_model(pretrained="runs/tiny"), "data/metadata.csv", "audits/synthetic.yaml")
-    result.flagged()            # the disparities that the statistics support
+    result.detected()           # the disparities that the statistics support
+    result.not_detected()       # the rest, each with the smallest difference it could have detected
     result.by_group()           # rates per group, one column per harm category
     result.write("audit-out")   # report.html, metrics.json, groups.csv, predictions.parquet
 
 Layers (each module imports only those below it, also inside functions; tests/audit/test_layers.py):
 1. ``definition`` (the label set), ``adapters`` (images and metadata);
-2. ``stats``, ``metrics``, ``disparities``, ``retrieval`` (the numbers);
-3. ``text``, ``outputs``, ``html`` (terminal text, files, the page; they read results by their
-   fields, so the result's ``summary()`` / ``write()`` can call them);
+2. ``stats``, ``metrics``, ``disparities``, ``retrieval``, ``power`` (the numbers);
+3. ``text``, ``report`` (names the page imports), ``html``, ``outputs`` (terminal text, the page,
+   files; they read results by their fields, so the result's ``summary()`` / ``write()`` can
+   call them);
 4. ``result``; 5. ``compare`` (two results, pure); 6. ``run`` (orchestration: ``run_audit``,
    ``compare_label_sets``); ``cli_args`` on top.
 
@@ -29,7 +31,9 @@ _EXPORTS = {
     "compare": ["AuditComparison", "compare_audits"],
     "definition": ["AuditSpec", "ClassSpec", "TruthSpec", "load_audit_spec"],
     "outputs": ["write_report"],
+    "power": ["plan_audit"],
     "result": ["AuditCounts", "AuditResult"],
+    "variants": ["wording_robustness"],
     "run": ["PreparedAudit", "audit_features", "audit_loaded", "compare_label_sets", "prepare_audit", "run_audit"],
 }
 __getattr__, _names = lazy_exports(__name__, _EXPORTS)

@@ -11,8 +11,8 @@ A **family** is one (attribute set, metric, category, k): e.g. race x top-1 flag
 - ``overall``: the difference from the rate of all images of the attribute set (the group
   included): (1 - w) x the rest difference, w = the group's share; same test.
 Per comparison: difference with Newcombe's interval, ratio with the log-adjusted interval, both
-unadjusted 95% (``ci_*``) and simultaneous within the family (``sim_ci_*``, Bonferroni at
-alpha / family size); Fisher's exact p-value; ``p_adjusted`` (Holm within the family, behind
+unadjusted 95% (``ci_*``) and simultaneous within the family (``sim_ci_*``, Bonferroni: level
+1 - alpha / family size); Fisher's exact p-value; ``p_adjusted`` (Holm within the family, behind
 the family's gate: stats.family_adjust). The smallest difference each comparison could have
 detected with 80% power is ``detectable_difference``.
 """
@@ -63,7 +63,8 @@ def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     fam_id = fam.ngroup()
     ref_rows = t[is_ref].assign(_f=fam_id[is_ref]).drop_duplicates("_f").set_index("_f")
     has_ref = fam_id.isin(ref_rows.index)
-    compared = t[ok & ~is_ref].assign(_f=fam_id, _total_n=total_n, _total_x=total_x, _has_ref=has_ref)
+    # assign before filtering: assigning a Series to an empty frame would adopt the Series' rows
+    compared = t.assign(_f=fam_id, _total_n=total_n, _total_x=total_x, _has_ref=has_ref)[ok & ~is_ref]
     size = compared.groupby("_f")["group"].transform("size")
     compared = compared[size >= np.where(compared["_has_ref"], 1, 2)]
     size = size[compared.index]
@@ -109,7 +110,7 @@ def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
         return empty_disparities()
     x1, n1, x0, n0 = (t[c].to_numpy(np.int64) for c in ("count", "n", "test_count", "test_n"))
     w = t["weight"].to_numpy(float)
-    sim_alpha = 0.05 / t["family_size"].to_numpy(float)
+    sim_alpha = spec.alpha / t["family_size"].to_numpy(float)
     t["difference"] = t["rate"] - t["reference_rate"]
     for prefix, a in (("", 0.05), ("sim_", sim_alpha)):
         lo, hi = difference_interval(x1, n1, x0, n0, a)

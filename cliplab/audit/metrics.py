@@ -199,6 +199,50 @@ def missing_counts(records: pd.DataFrame, spec: AuditSpec) -> dict[str, int]:
     return out
 
 
+# ------------------------------------------------------------------------ error rates
+ERROR_COLUMNS = ["attribute", "group", "status", "true_class", "n_true", "n_other", "false_negative_rate",
+                 "fnr_ci_low", "fnr_ci_high", "false_positive_rate", "fpr_ci_low", "fpr_ci_high",
+                 "attributes", "group_values"]
+
+
+def error_rates(records: pd.DataFrame, scores: Scores, spec: AuditSpec) -> pd.DataFrame:
+    """Per (attribute set, group, true class): how often the group's images of that class are
+    missed (false negative rate, 1 - recall) and how often its images of other classes are put
+    into it (false positive rate): multiclass equalized odds, one class against the rest.
+
+    Only images with a known true class count; classes no image has as truth are left out.
+    Wilson intervals (95%, unadjusted). ``status`` is the group's size status (min_group_size).
+    """
+    known = scores.truth >= 0
+    C = len(scores.classnames)
+    frames: list[pd.DataFrame] = []
+    cache: dict = {}
+    for attrs in spec.attribute_sets():
+        codes, values = attribute_codes(records, attrs, cache)
+        ok = known & (codes >= 0)
+        g, t, p = codes[ok], scores.truth[ok], scores.top1[ok]
+        G = len(values)
+        n_true = np.bincount(g * C + t, minlength=G * C).reshape(G, C)
+        hit = np.bincount(g[t == p] * C + t[t == p], minlength=G * C).reshape(G, C)
+        predicted = np.bincount(g * C + p, minlength=G * C).reshape(G, C)
+        n_group = n_true.sum(axis=1, keepdims=True)
+        gi, ci = np.nonzero((n_group > 0) & (n_true.sum(axis=0) > 0)[None, :])
+        miss, n_pos = (n_true - hit)[gi, ci], n_true[gi, ci]
+        fp, n_neg = (predicted - hit)[gi, ci], (n_group - n_true)[gi, ci]
+        fnr_lo, fnr_hi = wilson(miss, n_pos)
+        fpr_lo, fpr_hi = wilson(fp, n_neg)
+        frames.append(pd.DataFrame({
+            "attribute": group_key(attrs), "group": [group_key(values[i]) for i in gi],
+            "status": np.where(n_group[gi, 0] >= spec.min_group_size, "ok", "too_small"),
+            "true_class": [scores.classnames[c] for c in ci], "n_true": n_pos, "n_other": n_neg,
+            "false_negative_rate": np.divide(miss, n_pos, out=np.full(len(gi), np.nan), where=n_pos > 0),
+            "fnr_ci_low": fnr_lo, "fnr_ci_high": fnr_hi,
+            "false_positive_rate": np.divide(fp, n_neg, out=np.full(len(gi), np.nan), where=n_neg > 0),
+            "fpr_ci_low": fpr_lo, "fpr_ci_high": fpr_hi, "attributes": [list(attrs)] * len(gi),
+            "group_values": [list(values[i]) for i in gi]}))
+    return pd.concat(frames, ignore_index=True)[ERROR_COLUMNS] if frames else pd.DataFrame(columns=ERROR_COLUMNS)
+
+
 # ------------------------------------------------------------------------ fairlearn route
 def metric_frame(predictions: pd.DataFrame, attributes: str | list[str], metric: str = "flagged_rate",
                  category: str = ""):

@@ -75,6 +75,7 @@ def metrics_document(result: AuditResult, comparison: AuditComparison | None = N
         "groups": records_for_json(result.groups),
         "disparities": records_for_json(result.disparities),
         "fairness": records_for_json(result.fairness),
+        "error_rates": records_for_json(result.error_rates),
         "retrieval": records_for_json(result.retrieval),
         "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped[:1000]],
     }

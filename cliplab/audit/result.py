@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .definition import AuditSpec, split_key
+from .definition import AuditSpec, group_key, split_key
 from .metrics import OVERALL, Scores
 
 METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
@@ -170,6 +170,26 @@ class AuditResult:
         for cat, member in harm_membership(s, self.spec).items():
             t[f"topk_{cat}"] = member
         return t
+
+    @cached_property
+    def error_rates(self) -> pd.DataFrame:
+        """Per (attribute set, group, true class): false negative and false positive rates with
+        intervals (:func:`cliplab.audit.metrics.error_rates`); empty without a truth."""
+        from .metrics import ERROR_COLUMNS, error_rates
+
+        if not (self.scores.truth >= 0).any():
+            return pd.DataFrame(columns=ERROR_COLUMNS)
+        return error_rates(self.records, self.scores, self.spec)
+
+    def confusion(self, attribute: str, group: str) -> pd.DataFrame:
+        """The confusion matrix of one group (rows: true class, columns: predicted class), from
+        the images with a known true class; ``attribute`` and ``group`` as named in the tables."""
+        p = self.predictions
+        attrs = list(split_key(attribute))
+        p = p[p["truth"].notna()].dropna(subset=attrs)
+        key = p[attrs].astype("string").apply(lambda c: c.str.strip()).agg(group_key, axis=1)
+        sub = p[(key == group).to_numpy()]
+        return pd.crosstab(sub["truth"], sub["prediction"], dropna=False)
 
     def worst_examples(self, n: int = 12) -> pd.DataFrame:
         """The images put into a flagged class with the highest confidence (else: the most

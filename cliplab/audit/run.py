@@ -134,7 +134,8 @@ def audit_features(features: np.ndarray, records: pd.DataFrame, spec: AuditSpec 
     codes = pd.Categorical(truth, categories=spec.classnames).codes
     scores = score_images(features, weights, logit_scale, spec.top_k, codes, spec.classnames)
     groups = disaggregate(records, scores, spec)
-    retrieval = retrieval_bias(features, records, queries or {}, list(spec.group_by), spec.retrieval_k)
+    retrieval = retrieval_bias(features, records, queries or {}, list(spec.group_by), spec.retrieval_k,
+                               seed=spec.seed)
     counts = replace(counts or AuditCounts(n_images=len(records), n_selected=len(records)), n_audited=len(records),
                      missing_attribute_values=missing_counts(records, spec), truth=truth_counts)
     return AuditResult(spec=spec, groups=groups, disparities=compute_disparities(groups, spec), retrieval=retrieval,

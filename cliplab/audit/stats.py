@@ -60,8 +60,9 @@ def ratio_interval(x1, n1, x0, n0, alpha=0.05) -> tuple[np.ndarray, np.ndarray]:
     finite at zero counts (4/100 vs 0/100 gives about [0.5, 165], not [inf, inf])."""
     x1, n1, x0, n0 = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (x1, n1, x0, n0))
     ok = (n1 > 0) & (n0 > 0)
-    lo, hi = confint_proportions_2indep(x1, np.where(ok, n1, 1), x0, np.where(ok, n0, 1), method="log-adjusted",
-                                        compare="ratio", alpha=alpha)
+    with np.errstate(invalid="ignore"):  # rounding can make the variance -1e-17 when every image counts
+        lo, hi = confint_proportions_2indep(x1, np.where(ok, n1, 1), x0, np.where(ok, n0, 1),
+                                            method="log-adjusted", compare="ratio", alpha=alpha)
     return np.where(ok, lo, np.nan), np.where(ok, hi, np.nan)
 
 
@@ -85,13 +86,14 @@ def detectable_difference(n1, n0, p0, alpha, power: float = 0.8, direction=1) ->
     n1, n0, p0 = (np.atleast_1d(np.asarray(a, dtype=float)) for a in (n1, n0, p0))
     za, zb = norm.isf(np.asarray(alpha, dtype=float) / 2), norm.isf(1 - power)
     d = np.full(np.broadcast(n1, n0, p0).shape, 0.01)
+    n1, n0 = np.where(n1 > 0, n1, np.nan), np.where(n0 > 0, n0, np.nan)  # empty groups: NaN, no warning
     for _ in range(60):
         p1 = np.clip(p0 + direction * d, 1e-9, 1 - 1e-9)
         pbar = (n1 * p1 + n0 * p0) / (n1 + n0)
         d = za * np.sqrt(pbar * (1 - pbar) * (1 / n1 + 1 / n0)) + zb * np.sqrt(p1 * (1 - p1) / n1
                                                                                + p0 * (1 - p0) / n0)
     room = np.where(np.asarray(direction) > 0, 1 - p0, p0)
-    return np.where((d <= room) & (n1 > 0) & (n0 > 0), d, np.nan)
+    return np.where(d <= room, d, np.nan)
 
 
 def ratio(x1, n1, x0, n0) -> np.ndarray:

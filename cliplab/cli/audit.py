@@ -3,7 +3,7 @@
 Exit codes: 0 the audit completed (whatever it found); 3 bad input (label set, audit file,
 manifest, metadata); 4 the model cannot be loaded, or has no weights and no --random-init;
 5 the output cannot be written;
-6 (``--fail-on-disparity T``) a flagged disparity has |difference| >= T.
+6 (``--fail-on-disparity T``) a detected disparity has |difference| >= T.
 """
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
                    help="flag classes under a harm category (repeatable; adds to the audit file)")
     g.add_argument("--truth-column", help="metadata column holding each image's true class")
     g.add_argument("--reference", action="append", default=[], metavar="ATTRIBUTE=GROUP",
-                   help="reference group of an attribute (default: the group with the lowest harm rate)")
+                   help="reference group of an attribute (default: --reference-mode)")
     add_where_arg(g)
     g.add_argument("--min-group-size", type=int, help="smaller groups are reported, not compared (default 30)")
     g.add_argument("--alpha", type=float, help="significance level after correction (default 0.05)")
@@ -69,9 +69,15 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--predictions-format", choices=["parquet", "csv"], default="parquet",
                    help="file format of the per-image predictions (default parquet)")
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
-                   help=f"exit with code {EXIT_DISPARITY} when a flagged disparity has |difference| >= THRESHOLD "
+                   help=f"exit with code {EXIT_DISPARITY} when a detected disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
     add_out_arg(g, "report.html, metrics.json, groups.csv, ...")
+    g.add_argument("--reference-mode", choices=["rest", "overall"], help="reference of attributes without a "
+                   "--reference group: rest (the other images; default) or overall (all images)")
+    g.add_argument("--template-variants", metavar="FILE|SET", help="rerun the audit once per template (a file, one "
+                   "per line, or a shipped set such as openai-imagenet); writes wording.csv, marks fragile verdicts")
+    g.add_argument("--label-variants", metavar="FILE", help="YAML {flagged class: [synonym, ...]}: rerun once per "
+                   "synonym set; writes wording.csv")
     g.add_argument("--plan", type=float, metavar="DIFFERENCE", help="plan instead of audit: images per group "
                    "needed to detect a flagged-rate difference of DIFFERENCE (e.g. 0.05) with --plan-power")
     g.add_argument("--plan-groups", default="", metavar="ATTRIBUTE=N[,...]", help="with --plan: the number of "
@@ -110,9 +116,33 @@ def spec_from_args(args: argparse.Namespace, labels: str) -> AuditSpec:
         truth=TruthSpec(column=args.truth_column) if args.truth_column else None,
         reference=dict(spec.reference) | _pairs(args.reference, "--reference") if args.reference else None,
         where=dict(spec.where) | where if where else None,
+        reference_mode=args.reference_mode,
         min_group_size=args.min_group_size, alpha=args.alpha, correction=args.correction, top_k=args.top_k,
         n_boot=args.n_boot, seed=args.seed,
         retrieval_queries=tuple(spec.retrieval_queries) + tuple(args.query) if args.query else None)
+
+
+def _load_wording(args: argparse.Namespace, spec: AuditSpec):
+    """--template-variants / --label-variants read and checked before anything runs (or None)."""
+    from ..audit.variants import load_label_variants, load_template_variants
+
+    if not (args.template_variants or args.label_variants):
+        return None
+    return (load_template_variants(args.template_variants) if args.template_variants else None,
+            load_label_variants(args.label_variants, spec) if args.label_variants else None)
+
+
+def _wording(wording, loaded, prepared, out) -> None:
+    """The audit once per wording: wording.csv and one line of summary."""
+    from ..atomic import write_table
+    from ..audit.variants import wording_robustness
+
+    table = wording_robustness(loaded, prepared, *wording)
+    write_table(out / "wording.csv", table)
+    detected = table[table["detected"].fillna(False).astype(bool)]
+    print(f"wording: {int(detected['fragile'].sum())} of {len(detected)} detected disparities are fragile "
+          f"(not detected under every one of {1 + len(wording[0] or []) + len(wording[1] or [])} wordings); "
+          "see wording.csv")
 
 
 def plan_from_args(args: argparse.Namespace) -> int:
@@ -145,6 +175,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         check_exists(args.metadata, "--metadata")
     spec = spec_from_args(args, args.labels)
     spec_b = spec_from_args(args, args.compare) if args.compare else None
+    wording = _load_wording(args, spec)
     images = load_audit_images(args.images, args.metadata, args.format, args.image_column)
     spec.check_columns(images.images.records.columns, images.images.source)
     check_where(images.images.records, spec.where, images.images.source)
@@ -160,6 +191,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         result, report = comparison.a, comparison.write(args.out, **written)
     report_skips(result.skipped, report.parent)
     report_input_notes(result.data.duplicate_rows, sorted(loaded.truncated_texts))
+    if wording is not None:
+        from ..audit.run import prepare_audit
+
+        _wording(wording, loaded, prepare_audit(loaded, images, spec, **embed_kwargs(args)), report.parent)
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())
@@ -167,7 +202,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.fail_on_disparity is not None:
         over = result.exceeding(args.fail_on_disparity)
         if len(over):
-            print(f"cliplab: {len(over)} flagged disparit{'y' if len(over) == 1 else 'ies'} with |difference| >= "
+            print(f"cliplab: {len(over)} detected disparit{'y' if len(over) == 1 else 'ies'} with |difference| >= "
                   f"{args.fail_on_disparity} (exit code {EXIT_DISPARITY})", file=sys.stderr)
             return EXIT_DISPARITY
     return EXIT_OK

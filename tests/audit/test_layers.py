@@ -10,7 +10,7 @@ import cliplab.audit
 
 PACKAGE = Path(cliplab.audit.__file__).parent
 LAYERS = [{"definition", "adapters"}, {"stats"}, {"metrics"}, {"disparities", "retrieval", "power"},  # numbers
-          {"text"}, {"report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"}, {"cli_args"}]
+          {"text"}, {"report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"}, {"variants"}, {"cli_args"}]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 

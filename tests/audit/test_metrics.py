@@ -160,3 +160,32 @@ def test_label_set_what_if_is_paired_and_counts_new_classes():
     assert x["change"] == pytest.approx(-young[group == "x"].mean()) and x["ci_high"] < 0 and x["significant"]
     assert not comp.loc[("y", "flagged_rate", "crime")]["significant"]
     assert comp.loc[("x", "new_class_rate", "child")]["rate_b"] == pytest.approx(young[group == "x"].mean())
+
+
+def test_error_rates_per_group_and_class_equal_sklearn(result):
+    """FNR = 1 - recall and FPR of each true class within each group, against sklearn."""
+    from sklearn.metrics import confusion_matrix
+
+    er = result.error_rates
+    p = result.predictions
+    p = p[p["truth"].notna() & p["a"].notna()]
+    for grp in ("x", "z"):
+        sub = p[p["a"] == grp]
+        labels = sorted(set(sub["truth"].astype(str)) | set(sub["prediction"].astype(str)))
+        cm = confusion_matrix(sub["truth"].astype(str), sub["prediction"].astype(str), labels=labels)
+        for cls in ("cat", "gorilla"):
+            i = labels.index(cls)
+            row = er[(er["attribute"] == "a") & (er["group"] == grp) & (er["true_class"] == cls)].iloc[0]
+            assert row["n_true"] == cm[i].sum()
+            assert row["false_negative_rate"] == pytest.approx(1 - cm[i, i] / cm[i].sum())
+            assert row["false_positive_rate"] == pytest.approx((cm[:, i].sum() - cm[i, i]) / (cm.sum() - cm[i].sum()))
+        assert (result.confusion("a", grp).to_numpy().sum()) == len(sub)
+    assert set(er["attribute"]) == {"a", "b", "a & b"} and (er["fnr_ci_low"] <= er["false_negative_rate"]).all()
+
+
+def test_no_group_of_adequate_size_gives_no_disparities():
+    feats, records, weights = _data(n=200, seed=5)
+    spec = AuditSpec(classes=tuple(ClassSpec(c) for c in CLASSES), group_by=("a",), min_group_size=500,
+                     flagged={"crime-related": ("thief", "criminal")}, top_k=1)
+    res = audit_features(feats, records, spec, weights, 30.0)
+    assert res.disparities.empty and "0 detected disparities" in res.summary()

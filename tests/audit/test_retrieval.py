@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cliplab.audit.retrieval import ndkl, retrieval_bias, skew_at_k, top_k_indices
+from cliplab.audit.retrieval import chance_band, ndkl, retrieval_bias, skew_at_k, top_k_indices
 
 DESIRED = pd.Series({"A": 0.5, "B": 0.5})
 RANKED = np.array(["A", "A", "B", "A", "B", "B"])
@@ -56,3 +56,19 @@ def test_retrieval_bias_over_embeddings():
     assert row["top_k_share"] == {"A": 0.75, "B": 0.25}
     h = out[out["attribute"] == "h"].iloc[0]  # one image without a value is left out; one group only
     assert h["max_skew"] == 0.0 and h["ndkl"] == 0.0
+
+
+def test_chance_band_contains_random_rankings_and_excludes_a_skewed_one():
+    """With 1,000 images 30% A, a random top 50 falls inside the band; a top 50 of only A does not."""
+    rng = np.random.default_rng(3)
+    vals = np.where(rng.random(1000) < 0.3, "A", "B")
+    desired = pd.Series(vals).value_counts(normalize=True).sort_index()
+    random_top = vals[rng.choice(1000, 50, replace=False)]
+    obs = (float(skew_at_k(random_top, desired, 50).max()), ndkl(random_top, desired, 50))
+    band = chance_band(pd.Series(vals).value_counts().sort_index(), 50, obs, permutations=400, seed=1)
+    assert band["max_skew_chance_low"] <= obs[0] <= band["max_skew_chance_high"] and band["max_skew_p"] > 0.05
+    assert band["max_skew_chance_high"] > 0.1 and band["ndkl_chance_low"] > 0  # chance alone is not 0
+    skewed = np.array(["A"] * 50)
+    obs = (float(skew_at_k(skewed, desired, 50).max()), ndkl(skewed, desired, 50))
+    band = chance_band(pd.Series(vals).value_counts().sort_index(), 50, obs, permutations=400, seed=1)
+    assert obs[0] > band["max_skew_chance_high"] and obs[1] > band["ndkl_chance_high"] and band["ndkl_p"] < 0.01
