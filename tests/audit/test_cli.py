@@ -26,6 +26,7 @@ def test_audit_synthetic_yaml(cli_main, common, tmp_path, capsys):
         assert (out / name).is_file()
     doc = json.loads((out / "metrics.json").read_text())
     assert doc["data"]["n_audited"] == 48 and doc["data"]["n_selected"] == 48  # the test split only
+    assert doc["model"]["random_init"] is True and printed.startswith("warning: RANDOM WEIGHTS")
     assert doc["retrieval"] and doc["retrieval"][0]["query"] == "a photo of a thief."
 
 
