@@ -50,7 +50,6 @@ export default {
     view.perform_render();
     let tries = 0;
     const redraw = () => {
-      if (window.__cliplabDebug) console.log("cliplab redraw", (state.get("_widget_data") || []).length);
       if (!el._fullLayout) { if (tries++ < 200) setTimeout(redraw, 50); return; }
       const layout = structuredClone(state.get("_widget_layout") || {});
       if (!layout.height) layout.height = 360;
