@@ -11,7 +11,7 @@ def test_missing_training_config_is_an_error(tmp_path, monkeypatch):
     monkeypatch.delenv("CLIPLAB_NB_TRAIN_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(demo, "TRAIN_CONFIG", "training/configs/no-such.yaml")
-    with pytest.raises(InputError, match="cannot find the training config .*not training with other settings"):
+    with pytest.raises(InputError, match=r"cannot find the training config .*not training with other settings"):
         demo.train_config(tmp_path / "data.csv", tmp_path / "run")
     monkeypatch.setenv("CLIPLAB_NB_TRAIN_CONFIG", str(tmp_path / "gone.yaml"))
     with pytest.raises(InputError, match="is not a file"):

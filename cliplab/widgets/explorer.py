@@ -84,8 +84,8 @@ class EmbeddingExplorer(W.VBox):
         self.status.add_class("cliplab-status")
         self.hover.add_class("cliplab-hover")
         self.figure = Figure(layout=go.Layout(height=560, dragmode="lasso", hovermode="closest",
-                                                       margin=dict(l=10, r=10, t=30, b=10),
-                                                       legend=dict(itemsizing="constant")))
+                                              margin=dict(l=50, r=10, t=40, b=40),
+                                              legend=dict(itemsizing="constant")))
         self.color.observe(lambda c: self.recolor(c["new"]), names="value")
         self.query_button.on_click(lambda _b: self.add_query(self.query.value))
         self.recolor(color)

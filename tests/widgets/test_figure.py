@@ -42,11 +42,12 @@ def test_added_traces_and_edits_reach_the_synced_state():
     assert _state(fig)[0] == []
 
 
-def test_the_view_redraws_from_the_synced_state():
-    """The installed plotly's bundle has the shape the patch expects (else an upgrade must be looked at)."""
-    from cliplab.widgets._figure import patched_bundle
+def test_the_view_is_light_and_redraws_from_the_synced_state():
+    """A tiny ESM with a no-op initialize (never past anywidget's 2 s), plotly's bundle as a trait."""
+    from cliplab.widgets._figure import ESM, plotly_bundle
 
-    esm = patched_bundle()
-    assert esm is not None and Figure._esm == esm
-    assert ".default.react(el, structuredClone(state.get(\"_widget_data\")" in esm
-    assert 'ctx.model.on("change:_widget_data", redraw)' in esm and esm.count("export default") == 1
+    fig = Figure()
+    assert fig._esm == ESM and len(ESM) < 5_000 and "initialize() {}" in ESM
+    assert 'model.on("change:_widget_data", redraw)' in ESM and ".default.react(el" in ESM
+    bundle = fig.get_state(["_plotly_bundle"])["_plotly_bundle"]
+    assert bundle == plotly_bundle() and " as serializers," in bundle and bundle.count("export{") >= 1

@@ -110,7 +110,7 @@ def test_wilson_intervals_match_statsmodels():
 
     from cliplab.widgets.prompt_lab import _wilson
 
-    rate, n = np.array([0.0, 0.105, 0.5, 1.0]), np.array([20, 200, 7, 50])
+    rate, n = np.array([0.0, 0.105, 0.5, 1.0]), np.array([20, 200, 8, 50])  # rates are counts over n
     low, high = _wilson(rate, n)
     ref_low, ref_high = proportion_confint(np.round(rate * n), n, method="wilson")
     assert np.allclose(low, ref_low) and np.allclose(high, ref_high)
