@@ -49,7 +49,8 @@ def test_label_variants_build_prompts_and_refuse_class_names(tmp_path):
 def test_cli_wording_marks_fragile_verdicts(cli_main, synth_small, tmp_path, capsys):
     f = tmp_path / "t.txt"
     f.write_text("a photo of a {}.\na blurry photo of a {}.\n")
-    common = ["audit", "--labels", str(AUDITS / "synthetic.yaml"), "--model", "cliplab-tiny", "--random-init", "--images",
+    common = ["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), "--model", "cliplab-tiny", "--random-init",
+              "--images",
               str(synth_small), "--cache-dir", str(tmp_path / "cache"), "--quiet", "--thumbnails", "0",
               "--min-group-size", "5"]
     assert cli_main([*common, "--out", str(tmp_path / "o"), "--template-variants", str(f)]) == EXIT_OK
