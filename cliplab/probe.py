@@ -72,7 +72,7 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     """Sweep C on the validation split (coarse grid, then half-decades around the best); keep the best fit.
 
     Fits run in ascending C, each warm-started from the previous solution, and the sweep stops once two
-    successive C values score below the best so far (the CLIP paper searched C similarly, not exhaustively).
+    successive C values fail to beat the best so far (the CLIP paper searched C similarly, not exhaustively).
     """
     if len(np.unique(y_train)) < 2:
         raise InputError("a linear probe needs training examples of at least 2 classes")
@@ -82,8 +82,9 @@ def fit_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val
     for C in sorted(c_grid):
         warm = _fit(x_train, y_train, C, max_iter, warm)
         fits[C] = (float((warm.predict(x_val) == y_val).mean()), warm)
-        worse = worse + 1 if fits[C][0] < max(v for v, _ in fits.values()) else 0
-        if worse == 2:  # past the peak twice running: larger C (the slowest fits) would not win
+        best_so_far = max(v for c, (v, _) in fits.items() if c != C) if len(fits) > 1 else -1.0
+        worse = worse + 1 if fits[C][0] <= best_so_far else 0
+        if worse == 2:  # no gain twice running: larger C (the slowest fits) would not win (ties go to small C)
             break
     best = max(fits, key=lambda c: (fits[c][0], -c))
     for C in (best / 10 ** 0.5, best * 10 ** 0.5):
