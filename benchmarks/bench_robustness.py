@@ -48,8 +48,8 @@ def main() -> None:
     from cliplab.train import load_train_config, train
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-rob-"))
-    data = synthesize(tmp / "data", SynthConfig(n=max(1500, a.n + 300), seed=0))
-    train(load_train_config(None, {"data": str(data), "out": str(tmp / "run"), "epochs": "2", "progress": "false",
+    data = synthesize(tmp / "data", SynthConfig(n=max(600, a.n + 300), seed=0))
+    train(load_train_config(None, {"data": str(data), "out": str(tmp / "run"), "epochs": "1", "progress": "false",
                                    "tensorboard": "false", "workers": "0", "eval_every": "0"}))
     everything = read_images(data)
     test = ImageSet(everything.records[everything.records["split"] == "test"].reset_index(drop=True), "test")

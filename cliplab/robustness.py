@@ -226,8 +226,13 @@ def _probes(loaded, train: ImageSet, cfg: RobustnessConfig, names: list[str], no
     x, _, y = _labelled(embed_images(loaded, train, **embed_kwargs), cfg.label_column, names, notes, "train")
     tr, va = validation_split(y, 0.2, cfg.seed)
     out = {"linear probe": fit_probe(x[tr], y[tr], x[va], y[va], len(names), C_GRID).logits}
+    absent = sorted(set(range(len(names))) - set(y[tr].tolist()))
+    if absent:
+        notes.append(f"{len(absent)} class(es) have no training examples, so no probe predicts them: "
+                     + ", ".join(names[c] for c in absent[:5]))
     for k in cfg.probe_ks:
         shots, short = sample_k_shot(y, tr, k, len(names), np.random.default_rng([cfg.seed, k]))
+        short = [(c, n) for c, n in short if n > 0]
         if short:
             notes.append(f"{k}-shot probe: {len(short)} class(es) have fewer than {k} training examples "
                          f"(used all they have): " + ", ".join(f"{names[c]} ({n})" for c, n in short[:5]))

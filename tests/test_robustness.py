@@ -130,7 +130,7 @@ def test_run_covers_every_classifier_and_shift(run_result):
     assert (id_gaps["gap_change"].abs() < 1e-12).all() and set(result.gaps["metric"]) == {"accuracy", "flagged_rate"}
     er = result.effective
     assert set(er["shift"]) == shifts - {ID_SHIFT} and er["baseline"].sum() == 4 * 5  # the 4 probes, per shift
-    assert any("thief" in n and "fewer than" in n for n in result.notes)  # no training images: reported
+    assert any("no training examples" in n and "thief" in n for n in result.notes)  # reported, once
 
 
 def test_write_robustness_outputs(run_result):
@@ -177,3 +177,16 @@ def test_cli_robustness_bad_inputs(synth_data, tiny, tmp_path, monkeypatch):
                                                     "--baselines", "zero-shot", "--n-boot", "10"]))
     with pytest.raises(InputError, match="--shift takes NAME=PATH"):
         robustness_cli.cmd_robustness(p.parse_args([*base, "--shift", "nopath"]))
+
+
+def test_eval_set_supplies_classes_and_templates(synth_data, tiny, tmp_path):
+    from cliplab.evalsets import read_eval_set, write_wds
+
+    test = select(read_images(synth_data), {"split": ("test",)})
+    wds = write_wds(test, CLASSES, tmp_path / "wds", templates=["a drawing of a {}."])
+    images = read_eval_set(wds, extract_dir=tmp_path / "x")
+    r = run_robustness(tiny, images, RobustnessConfig(n_boot=50), shifts={"same": images}, cache_dir=None,
+                       progress=False)
+    assert r.classnames == CLASSES and len(r.shifts) == 2 and r.effective.empty
+    assert r.shifts["acc1"].iloc[0] == r.shifts["acc1"].iloc[1]  # the same images score the same
+    assert any("needs >= 3 baseline models" in n for n in r.notes)
