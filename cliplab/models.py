@@ -26,11 +26,8 @@ import torch
 
 from . import text_towers
 from .errors import ModelError
-from .registry import CONFIG_DIR, tiny_model_names
+from .registry import CONFIG_DIR, OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR, tiny_model_names
 
-RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (open_clip local-dir layout)
-OPEN_CLIP_CONFIG = "open_clip_config.json"
-OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
 NETWORK_PROBE_SECONDS = 3.0
 MAX_INFLATED = 64 << 20  # torch.save stores entries uncompressed; compressed ones inflating past this: refused
 TRAIN_CHECKPOINT_KEYS = {"model", "optimizer", "step", "config"}  # a `cliplab train` checkpoints/step_N.pt

@@ -19,6 +19,9 @@ from pathlib import Path
 from .configfile import did_you_mean
 from .errors import ModelError
 
+RUN_MODEL_DIR = "final"  # a cliplab run keeps its final model in RUN/final (open_clip local-dir layout)
+OPEN_CLIP_CONFIG = "open_clip_config.json"
+OPEN_CLIP_WEIGHTS = "open_clip_pytorch_model.bin"
 CONFIG_DIR = Path(__file__).parent / "model_configs"  # cliplab's own architectures (cliplab-tiny, ...)
 URI_PREFIXES = ("hf-hub:", "local-dir:")  # model specs that bring their own weights
 _CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")  # what open_clip requires of a model config

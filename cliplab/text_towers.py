@@ -136,7 +136,7 @@ def prepare(spec: str, weights: str | None, kwargs: dict[str, Any]
     """
     import open_clip
 
-    from .models import OPEN_CLIP_CONFIG
+    from .registry import OPEN_CLIP_CONFIG
 
     if spec.startswith("local-dir:"):
         folder = Path(spec[len("local-dir:"):])
@@ -183,7 +183,7 @@ def open_clip_dir(run: str | Path, dest: str | Path) -> str:
     ``dest`` gets the run's config with this machine's tower folder, the tokenizer files and a link
     to (or copy of) the run's weights; the run itself is left unchanged.
     """
-    from .models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR
+    from .registry import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR
 
     final = Path(run).expanduser()
     final = final / RUN_MODEL_DIR if (final / RUN_MODEL_DIR / OPEN_CLIP_CONFIG).is_file() else final
