@@ -38,7 +38,7 @@ def ceiling(model_name: str, batch: int, threads: int, steps: int = 8) -> float:
     import torch
 
     from cliplab.models import load_model
-    from cliplab.synth import CLASSES
+    from cliplab.synth import LEGACY_CLASSES as CLASSES  # the data is the legacy world
 
     if threads:
         torch.set_num_threads(threads)
@@ -70,7 +70,7 @@ def step_rates(models: list[str], batch: int, threads: int, steps: int = 6, repe
     import torch
 
     from cliplab.models import load_model
-    from cliplab.synth import CLASSES
+    from cliplab.synth import LEGACY_CLASSES as CLASSES  # the data is the legacy world
     from cliplab.text_towers import tower_name
     from cliplab.train.contrastive import ContrastiveModel, TextFeatureCache, locked_hf_tower
 

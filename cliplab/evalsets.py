@@ -296,3 +296,36 @@ def write_wds(images: ImageSet, classnames: Sequence[str], root: str | Path, tem
     if templates:
         (root / TEMPLATES_FILE).write_text("".join(f"{t.replace('{}', '{c}')}\n" for t in templates))
     return root
+
+
+def read_selected(path: str | Path, layout: str = "auto", class_subset: str | Sequence[int] | None = None,
+                  where: Sequence[str] = ()) -> ImageSet:
+    """An evaluation set read as ``layout``, cut to ``class_subset`` and to the ``where`` rows
+    (``COLUMN=VALUE[,VALUE]`` items), keeping its class list and templates."""
+    from .data import parse_where, select
+
+    images = read_eval_set(path, layout)
+    if class_subset:
+        if not isinstance(images, EvalImageSet):
+            raise InputError(f"--class-subset needs an ImageFolder or CLIP_benchmark wds set, not {path}")
+        images = subset_classes(images, class_subset)
+    picked = select(images, parse_where(list(where)))
+    if isinstance(images, EvalImageSet) and picked is not images:
+        picked = EvalImageSet(picked.records, picked.source, picked.skipped, picked.n_duplicates, picked.notes,
+                              classnames=images.classnames, templates=images.templates, layout=images.layout,
+                              empty_classes=images.empty_classes)
+    return picked
+
+
+def input_notes(images: ImageSet) -> list[str]:
+    """What a user should hear about an evaluation set: empty classes, images outside the subset, skips."""
+    notes = []
+    for attr, what in (("empty_classes", "class(es) with no images"),
+                       ("n_outside_subset", "image(s) outside the class subset left out")):
+        value = getattr(images, attr, None)
+        if value:
+            notes.append(f"{len(value) if isinstance(value, list) else value} {what}")
+    if images.skipped:
+        notes.append(f"skipped {len(images.skipped)} file(s) of {images.source}, e.g. {images.skipped[0].path}: "
+                     f"{images.skipped[0].reason}")
+    return notes

@@ -24,7 +24,7 @@ from .effective_robustness import Evaluation, effective_robustness, read_baselin
 from .embed import embed_images
 from .errors import InputError
 from .models import LoadedModel
-from .probe import C_GRID, KS, fit_probe, sample_k_shot, validation_split
+from .probe import C_GRID, KS, ProbeConfig, ProbeResult, fit_probe, run_probes, sample_k_shot, validation_split
 from .prompts import load_classes, load_templates
 from .zeroshot import ZeroShotClassifier, labels_to_indices, zeroshot_metrics
 
@@ -284,3 +284,23 @@ def write_robustness(result: RobustnessResult, out: str | Path, model: str = "",
                                          "timings": result.timings, **summary})
     write_text(out / "report.html", robustness_page(result))
     return out
+
+
+def probe_image_sets(loaded: LoadedModel, train: ImageSet, test: ImageSet, config: ProbeConfig,
+                     classes: Sequence[str] | str | None = None, templates: Sequence[str] | str | None = None,
+                     label_column: str = "label", zeroshot: bool = True,
+                     **embed_kwargs) -> tuple[ProbeResult, list[str]]:
+    """Linear and k-shot probes of ``loaded``'s cached image embeddings, fitted on ``train`` and scored
+    on ``test``, with the zero-shot classifier placed on the same curve; returns (result, notes).
+
+    ``classes`` default to the test set's class list (an ImageFolder / CLIP_benchmark set), ``templates``
+    to its own templates, else cliplab's default."""
+    names = load_classes(classes or getattr(test, "classnames", None) or [])
+    notes: list[str] = []
+    x_tr, _, y_tr = _labelled(embed_images(loaded, train, **embed_kwargs), label_column, names, notes, "train")
+    x_te, _, y_te = _labelled(embed_images(loaded, test, **embed_kwargs), label_column, names, notes, "test")
+    zs = None
+    if zeroshot:
+        zs = ZeroShotClassifier.build(loaded, names, load_templates(templates or getattr(test, "templates", None)))
+        zs = zs.logits(x_te)
+    return run_probes(x_tr, y_tr, x_te, y_te, names, config, zs), notes

@@ -1,8 +1,6 @@
 """Linear and k-shot probes on embeddings: the C sweep, the k-shot curve, short classes, zero-shot's place."""
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -113,9 +111,8 @@ def test_write_probe_outputs(tmp_path, result):
 
 
 def test_cli_probe_arguments_parse():
-    from cliplab.robustness_cli import add_probe_arguments
+    from cliplab.cli import build_parser
 
-    p = argparse.ArgumentParser()
-    add_probe_arguments(p)
-    args = p.parse_args(["--train-images", "a", "--test-images", "b", "--out", "o", "--k", "1,4", "--seeds", "6"])
+    args = build_parser().parse_args(["probe", "--train-images", "a", "--test-images", "b", "--out", "o",
+                                      "--k", "1,4", "--seeds", "6"])
     assert args.k == "1,4" and args.seeds == 6 and args.val_fraction == 0.2

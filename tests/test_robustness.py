@@ -1,7 +1,6 @@
 """Shift metrics, group gaps, effective robustness, corruptions and the `cliplab robustness` run."""
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
@@ -11,7 +10,7 @@ from scipy.special import expit, logit
 from cliplab.corruptions import corrupt, corrupt_images, parse_corruptions, parse_severities
 from cliplab.data import ImageSet, load_image, read_images, select
 from cliplab.effective_robustness import Evaluation, effective_robustness, fit_baseline, read_baseline_csv
-from cliplab.errors import InputError
+from cliplab.errors import EXIT_INPUT, EXIT_MODEL, InputError
 from cliplab.robustness import (
     ID_SHIFT,
     RobustnessConfig,
@@ -21,7 +20,7 @@ from cliplab.robustness import (
     shift_metrics,
     write_robustness,
 )
-from cliplab.synth import CLASSES
+from cliplab.synth import LEGACY_CLASSES as CLASSES  # the legacy world of the synth_data fixture
 
 
 def test_shift_metrics_intervals():
@@ -162,21 +161,28 @@ def test_corrupted_images_are_reused(synth_data, tmp_path):
     assert [__import__("os").stat(p).st_mtime_ns for p in again.images.paths] == mtimes
 
 
-def test_cli_robustness_bad_inputs(synth_data, tiny, tmp_path, monkeypatch):
-    from cliplab import robustness_cli
+def test_cli_robustness_bad_inputs(synth_data, tiny, tmp_path, monkeypatch, capsys):
+    from cliplab.cli import main
 
-    p = argparse.ArgumentParser()
-    robustness_cli.add_robustness_arguments(p)
     monkeypatch.setattr("cliplab.models.load_model", lambda *a, **k: tiny)
-    base = ["--images", str(synth_data), "--classes", ",".join(CLASSES), "--out", str(tmp_path / "o"),
-            "--cache-dir", str(tmp_path / "c"), "--quiet", "--where", "split=test"]
-    with pytest.raises(InputError, match="unknown corruption 'blurr'"):
-        robustness_cli.cmd_robustness(p.parse_args([*base, "--corruptions", "blurr"]))
-    with pytest.raises(InputError, match="at least 3 baseline models"):
-        robustness_cli.cmd_robustness(p.parse_args([*base, "--shift-column", "age", "--id-value", "adult",
-                                                    "--baselines", "zero-shot", "--n-boot", "10"]))
-    with pytest.raises(InputError, match="--shift takes NAME=PATH"):
-        robustness_cli.cmd_robustness(p.parse_args([*base, "--shift", "nopath"]))
+    base = ["robustness", "--model", "cliplab-tiny", "--random-init", "--images", str(synth_data),
+            "--classes", ",".join(CLASSES), "--out", str(tmp_path / "o"), "--cache-dir", str(tmp_path / "c"),
+            "--quiet", "--where", "split=test"]
+    for extra, message in ((["--corruptions", "blurr"], "unknown corruption 'blurr'"),
+                           (["--shift-column", "age", "--id-value", "adult", "--baselines", "zero-shot",
+                             "--n-boot", "10"], "at least 3 baseline models"),
+                           (["--shift", "nopath"], "--shift takes NAME=PATH")):
+        assert main([*base, *extra]) == EXIT_INPUT
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_cli_robustness_refuses_random_weights(synth_data, tmp_path, capsys):
+    from cliplab.cli import main
+
+    assert main(["robustness", "--model", "cliplab-tiny", "--images", str(synth_data), "--out",
+                 str(tmp_path / "o")]) == EXIT_MODEL
+    assert "--random-init" in capsys.readouterr().err
 
 
 def test_eval_set_supplies_classes_and_templates(synth_data, tiny, tmp_path):

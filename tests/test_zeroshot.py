@@ -7,7 +7,7 @@ import pytest
 from cliplab.cli import main
 from cliplab.embed import embed_texts
 from cliplab.errors import EXIT_INPUT, InputError
-from cliplab.synth import CLASSES
+from cliplab.synth import LEGACY_CLASSES as CLASSES  # the legacy world of the synth_data fixture
 from cliplab.zeroshot import ZeroShotClassifier, ensemble, labels_to_indices, run_zeroshot, zeroshot_metrics
 
 

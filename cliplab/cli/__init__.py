@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from .. import errors
 from ..configfile import did_you_mean
 from ..errors import CliplabError
-from . import audit, inference, models, synth, train
+from . import audit, inference, models, robustness, synth, train
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="cliplab", description="Train, probe and audit CLIP models.")
     parser.add_argument("--version", action="version", version=f"cliplab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", help="one of:")
-    for family in (models, synth, inference, train, audit):
+    for family in (models, synth, inference, train, audit, robustness):
         family.register(sub)
     return parser
 

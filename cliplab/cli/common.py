@@ -93,8 +93,10 @@ def read_selected_images(args: argparse.Namespace) -> ImageSet:
     """--images, --image-column and --where, checked (a --where typo names the column's values)."""
     check_exists(args.images, "--images")
     from ..data import check_where, parse_where, read_images, select
+    from ..evalsets import eval_layout, read_eval_set
 
-    images = read_images(args.images, args.image_column)
+    # an ImageFolder tree or CLIP_benchmark webdataset shards carry their own class list
+    images = read_eval_set(args.images) if eval_layout(args.images) else read_images(args.images, args.image_column)
     where = parse_where(args.where)
     check_where(images.records, where, images.source)
     return select(images, where)

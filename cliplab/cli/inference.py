@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..errors import InputError
 from .common import (
     add_image_args,
     add_model_args,
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("zeroshot", help="zero-shot classification with metrics")
     add_model_args(p)
     add_image_args(p)
-    p.add_argument("--classes", required=True, help="class names: a file (one per line), 'a,b,c' or a JSON list")
+    p.add_argument("--classes", help="class names: a file (one per line), 'a,b,c' or a JSON list; default: the "
+                   "classnames.txt of an ImageFolder or CLIP_benchmark set")
     p.add_argument("--templates", help="templates: a file (one per line), a shipped set (default, openai-imagenet, "
                    "simple-imagenet), one template 'a photo of a {}, outdoors.' or a JSON list "
                    "'[\"a photo of a {}.\", \"a {}.\"]'; default: default")
@@ -70,7 +72,11 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
 
     check_model_args(args)
     images = read_selected_images(args)
-    classes, templates = load_classes(args.classes), load_templates(args.templates)
+    own = getattr(images, "classnames", None)
+    if not args.classes and not own:
+        raise InputError(f"pass --classes: {args.images} has no class list of its own (classnames.txt)")
+    classes = load_classes(args.classes or own)
+    templates = load_templates(args.templates or getattr(images, "templates", None))
     from ..zeroshot import run_zeroshot
 
     loaded = load_model_from_args(args)
