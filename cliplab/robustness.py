@@ -299,8 +299,8 @@ def probe_image_sets(loaded: LoadedModel, train: ImageSet, test: ImageSet, confi
     notes: list[str] = []
     x_tr, _, y_tr = _labelled(embed_images(loaded, train, **embed_kwargs), label_column, names, notes, "train")
     x_te, _, y_te = _labelled(embed_images(loaded, test, **embed_kwargs), label_column, names, notes, "test")
-    zs = None
+    logits = None
     if zeroshot:
-        zs = ZeroShotClassifier.build(loaded, names, load_templates(templates or getattr(test, "templates", None)))
-        zs = zs.logits(x_te)
-    return run_probes(x_tr, y_tr, x_te, y_te, names, config, zs), notes
+        clf = ZeroShotClassifier.build(loaded, names, load_templates(templates or getattr(test, "templates", None)))
+        logits = clf.logits(x_te)
+    return run_probes(x_tr, y_tr, x_te, y_te, names, config, logits), notes

@@ -72,10 +72,10 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
 
     check_model_args(args)
     images = read_selected_images(args)
-    own = getattr(images, "classnames", None)
+    own: list[str] | None = getattr(images, "classnames", None)
     if not args.classes and not own:
         raise InputError(f"pass --classes: {args.images} has no class list of its own (classnames.txt)")
-    classes = load_classes(args.classes or own)
+    classes = load_classes(args.classes or own or [])
     templates = load_templates(args.templates or getattr(images, "templates", None))
     from ..zeroshot import run_zeroshot
 
