@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .train import TrainConfig
 
 # ---- the demo world: change these to switch data or model for every notebook ----------------
-SYNTH = SynthConfig(n=3000, seed=0, bias=0.4)  # cartoon people, 40% of dark-tone train captions "thief"
+SYNTH = SynthConfig(world="legacy", n=3000, seed=0, bias=0.4)  # cartoon people; 40% of dark-tone captions "thief"
 TRAIN_CONFIG = "training/configs/tiny-synthetic.yaml"  # relative to the repository (or an absolute path)
 MODEL = "cliplab-tiny"
 CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
