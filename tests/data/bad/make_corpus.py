@@ -183,6 +183,11 @@ def _labels(root: Path) -> None:
         "many-classes.txt": "kite\nguitar\nbook\n" + "\n".join(f"class number {i}" for i in range(1997)) + "\n",
         "long-prompt.txt": "kite\nguitar\nbook\n" + "a " + "very " * 60 + "long class name\n",
         "not-a-list.yaml": "classes: {kite: 1}\n",
+        # a second block of a key used to win silently (a harm category not audited, exit 0)
+        "duplicate-flagged.yaml": "classes: [kite, guitar, book, thief, burglar]\nflagged:\n  crime: [thief]\n"
+                                  "group_by: tone\nflagged:\n  theft: [burglar]\n",
+        "duplicate-nested.yaml": "classes: [kite, guitar, book, thief, animal]\nflagged:\n  crime: [thief]\n"
+                                 "  crime: [animal]\n",
         "150-classes.txt": "kite\nguitar\nbook\n" + "\n".join(f"thing {i}" for i in range(147)) + "\n",
         "400-classes.txt": "kite\nguitar\nbook\n" + "\n".join(f"object {i}" for i in range(397)) + "\n",
     })
@@ -195,6 +200,8 @@ def _configs(root: Path) -> None:
         "negative-batch.yaml": "batch_size: -8\n",
         "syntax-error.yaml": "epochs: [1, 2\n",
         "not-a-mapping.yaml": "- epochs\n- 1\n",
+        "duplicate-key.yaml": "epochs: 1\nlr: 0.001\nepochs: 2\n",
+        "duplicate-far-apart.yaml": "batch_size: 2\nseed: 1\nwarmup_steps: 1\nbatch_size: 4\n",
     })
 
 
