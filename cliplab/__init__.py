@@ -26,7 +26,8 @@ _EXPORTS = {
     "models": ["LoadedModel", "load_model", "select_device"],
     "probe": ["ProbeConfig", "ProbeResult", "LinearProbe", "fit_probe", "run_probes", "write_probe"],
     "prompts": ["load_classes", "load_templates"],
-    "robustness": ["RobustnessConfig", "RobustnessResult", "run_robustness", "write_robustness"],
+    "robustness": ["RobustnessConfig", "RobustnessResult", "run_robustness", "write_robustness",
+                   "probe_image_sets"],
     "sensitivity": ["PromptScorer", "SensitivityResult", "prompt_sensitivity"],
     "synth": ["SynthConfig", "synthesize"],
     "train": ["TrainConfig", "load_train_config"],  # train() itself: cliplab.train.train (a subpackage)

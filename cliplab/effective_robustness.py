@@ -75,6 +75,13 @@ def predicted_ood(id_acc, slope, intercept):
 
 @dataclass
 class EffectiveRobustness:
+    """The baseline line logit(OOD) = slope * logit(ID) + intercept and each evaluation against it.
+
+    ``table`` holds one row per evaluation: its accuracies, the line's prediction, the effective robustness
+    (OOD accuracy above the line) with its bootstrap interval and, given a supervised model, the share of
+    the robustness gap closed; what a robustness study reports and plots.
+    """
+
     table: pd.DataFrame  # per evaluation: id_acc, ood_acc, predicted, effective_robustness (+ CI), gap_closed
     slope: float
     intercept: float

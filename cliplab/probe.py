@@ -29,6 +29,9 @@ C_GRID = tuple(10.0 ** np.arange(-3, 6))  # L2-normalised features want weak reg
 
 @dataclass
 class ProbeConfig:
+    """How `run_probes` fits: the k values and draws per k of the k-shot probes, the validation share of the
+    training data used to choose C, the C grid and the seed; the defaults follow the CLIP paper's protocol."""
+
     ks: Sequence[int] = KS
     seeds: int = 5
     val_fraction: float = 0.2
@@ -121,6 +124,9 @@ def sample_k_shot(y: np.ndarray, pool: np.ndarray, k: int, n_classes: int, rng: 
 
 @dataclass
 class ProbeResult:
+    """The k-shot curve (per draw and per k, with intervals), the all-data probe and, when given, zero-shot
+    placed on the curve ("worth k labelled examples per class"); `write_probe` writes it with a report."""
+
     curve: pd.DataFrame  # one row per (k, seed): C, acc1, acc5, mean_per_class_recall
     summary: pd.DataFrame  # one row per k: mean and 95% t-interval over seeds
     full: dict  # the probe on all training data

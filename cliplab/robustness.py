@@ -115,6 +115,10 @@ class RobustnessConfig:
 
 @dataclass
 class RobustnessResult:
+    """Everything `run_robustness` measured, as tables: accuracy per (classifier, shift), per group and the
+    group gaps with their change under shift, and effective robustness against the baseline line; with
+    the notes and skips a reader needs to trust them. `write_robustness` writes it with a report."""
+
     shifts: pd.DataFrame  # one row per (classifier, shift)
     groups: pd.DataFrame  # one row per (classifier, shift, attribute, group)
     gaps: pd.DataFrame  # one row per (classifier, shift, attribute, metric): gap and its change vs ID

@@ -52,7 +52,8 @@ def add_robustness_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id-value", default="clean", help="the --shift-column value that is in-distribution")
     p.add_argument("--corruptions", help="ImageNet-C corruptions of the in-distribution images: common (15), "
                    "all (19) or names")
-    p.add_argument("--severities", default="1-5")
+    p.add_argument("--severities", default="1-5", help="corruption severities (1-5): a range '1-5' or a list "
+                   "'1,3,5' (default 1-5)")
     p.add_argument("--corruption-limit", type=int, help="corrupt only the first N in-distribution images")
     p.add_argument("--attribute", action="append", default=[], help="group column (repeatable), e.g. tone")
     p.add_argument("--flag", action="append", default=[], help="a class whose prediction is flagged, e.g. thief")
@@ -63,20 +64,24 @@ def add_robustness_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline-csv", help="accuracies of standard models: name,id_acc,ood_acc[,shift,n_id,n_ood]")
     p.add_argument("--baselines", help="names of the baseline evaluations (default: the probes)")
     p.add_argument("--supervised", help="the supervised model for the share of the robustness gap closed")
-    p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap replicates for the intervals of mean "
+                   "per-class recall and effective robustness (default 1000)")
 
 
 def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
-    p.add_argument("--train-images", required=True)
+    p.add_argument("--train-images", required=True, help="labelled images the probes are fitted on (a share "
+                   "held out to choose C); folder, manifest, ImageFolder or wds")
     p.add_argument("--train-where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="only the rows whose COLUMN holds one of the VALUEs (repeatable)")
-    p.add_argument("--test-images", required=True)
+    p.add_argument("--test-images", required=True, help="labelled images the probes and zero-shot are scored "
+                   "on; its class list is the default --classes")
     p.add_argument("--test-where", action="append", default=[], metavar="COLUMN=VALUE[,VALUE]",
                    help="only the rows whose COLUMN holds one of the VALUEs (repeatable)")
     p.add_argument("--k", default="1,2,4,8,16", help="shots per class")
     p.add_argument("--seeds", type=int, default=5, help="draws per k (>= 5 for an interval worth reading)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the training images held out to "
+                   "choose the regularisation strength C (default 0.2)")
     p.add_argument("--no-zeroshot", action="store_true", help="skip placing zero-shot on the curve")
 
 
