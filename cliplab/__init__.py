@@ -18,7 +18,7 @@ _EXPORTS = {
     "errors": ["CliplabError", "InputError", "ModelError", "OutputError"],
     "corruptions": ["corrupt", "corrupt_images", "corruption_names"],
     "data": ["ImageSet", "Skip", "load_image", "read_images"],
-    "effective_robustness": ["Evaluation", "EffectiveRobustness", "effective_robustness", "fit_baseline"],
+    "baseline_fit": ["Evaluation", "EffectiveRobustness", "effective_robustness", "fit_baseline"],
     "evalsets": ["EvalImageSet", "read_eval_set", "subset_classes", "write_wds", "write_clip_benchmark_json"],
     "embed": ["ImageEmbeddings", "embed_images", "embed_texts", "write_embeddings"],
     "geometry": ["Projection", "project", "place", "modality_gap", "alignment", "uniformity", "effective_rank",

@@ -20,7 +20,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 from .corruptions import SEVERITIES, corrupt_images
 from .data import ImageSet
-from .effective_robustness import Evaluation, effective_robustness, read_baseline_csv
+from .baseline_fit import Evaluation, effective_robustness, read_baseline_csv
 from .embed import embed_images
 from .errors import InputError
 from .models import LoadedModel
