@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
+from .baseline_fit import Evaluation, effective_robustness, read_baseline_csv
 from .corruptions import SEVERITIES, corrupt_images
 from .data import ImageSet
-from .baseline_fit import Evaluation, effective_robustness, read_baseline_csv
 from .embed import embed_images
 from .errors import InputError
 from .models import LoadedModel

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.special import expit, logit
 
+from cliplab.baseline_fit import Evaluation, effective_robustness, fit_baseline, read_baseline_csv
 from cliplab.corruptions import corrupt, corrupt_images, parse_corruptions, parse_severities
 from cliplab.data import ImageSet, load_image, read_images, select
-from cliplab.baseline_fit import Evaluation, effective_robustness, fit_baseline, read_baseline_csv
 from cliplab.errors import EXIT_INPUT, EXIT_MODEL, InputError
 from cliplab.robustness import (
     ID_SHIFT,
