@@ -148,7 +148,7 @@ class _TimedCollate:
     def __init__(self, inner: Callable):
         self.inner = inner
 
-    def __call__(self, items):
+    def __call__(self, items: list[tuple]) -> tuple:
         times: dict[str, float] = {}
         for *_, t in items:
             for stage, s in t.items():

@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import open_clip
@@ -17,7 +18,8 @@ from torch import nn
 from ..errors import InputError, ModelError
 from ..models import LoadedModel, load_model
 from .config import TrainConfig
-from .data import PairSet, is_webdataset, read_pairs, skip_summary
+from .contrastive import clip_model
+from .data import PairSet, is_webdataset, read_eval_pairs, read_train_pairs, skip_summary
 from .distributed import DistInfo
 from .evaluate import EvalSet, build_eval_set
 from .loaders import CachedBatches, FileBatches, WdsBatches, decode_all, pil_stage
@@ -28,7 +30,7 @@ LOGIT_SCALE_MAX = math.log(100.0)  # CLIP clamps the learned temperature at 100
 def build_model(cfg: TrainConfig, device: torch.device) -> LoadedModel:
     """The open_clip model (random init from ``seed`` unless ``pretrained``), set up for training."""
     loaded = load_model(cfg.model, cfg.pretrained or None, str(device), seed=cfg.seed)
-    clip = loaded.model
+    clip = clip_model(loaded)
     if cfg.loss == "siglip" and getattr(clip, "logit_bias", None) is None:
         clip.logit_bias = nn.Parameter(torch.tensor(-10.0, device=device))  # SigLIP paper's init
         if not cfg.pretrained:
@@ -50,10 +52,11 @@ def exported_model_cfg(loaded: LoadedModel, cfg: TrainConfig) -> dict:
     if not model_cfg:
         raise ModelError(f"no open_clip model config found for {spec!r}, so the trained model could not be "
                          "exported for open_clip; use a registered architecture or a local-dir: model")
-    if any(isinstance(m, open_clip.model.QuickGELU) for m in loaded.model.modules()):
+    clip = clip_model(loaded)
+    if any(isinstance(m, open_clip.model.QuickGELU) for m in clip.modules()):
         model_cfg["quick_gelu"] = True
-    if getattr(loaded.model, "logit_bias", None) is not None:
-        model_cfg["init_logit_bias"] = float(loaded.model.logit_bias.detach().reshape(-1)[0])
+    if getattr(clip, "logit_bias", None) is not None:
+        model_cfg["init_logit_bias"] = float(clip.logit_bias.detach().reshape(-1)[0])
     return model_cfg
 
 
@@ -66,11 +69,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) ->
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if not no_weight_decay(n, p)], "weight_decay": cfg.weight_decay},
               {"params": [p for n, p in named if no_weight_decay(n, p)], "weight_decay": 0.0}]
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    adamw = partial(torch.optim.AdamW, groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
     try:  # the fused kernel is several times faster on CPU and CUDA; fall back where unsupported
-        return torch.optim.AdamW(groups, fused=True, **kwargs)
+        return adamw(fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
+        return adamw()
 
 
 class CosineSchedule:
@@ -138,17 +141,18 @@ def build_train_data(cfg: TrainConfig, loaded: LoadedModel, dist: DistInfo, log:
     if is_webdataset(cfg.data):
         if not cfg.train_num_samples:
             raise InputError("webdataset data needs --set train_num_samples=N (samples per epoch)")
-        batches = WdsBatches(cfg.data, loaded.preprocess_train, loaded.tokenizer, cfg.batch_size,
-                             cfg.train_num_samples, dist, cfg.seed, cfg.workers)
+        wds = WdsBatches(cfg.data, _train_transform(loaded), loaded.tokenizer, cfg.batch_size,
+                         cfg.train_num_samples, dist, cfg.seed, cfg.workers)
         _check_batch(cfg, cfg.train_num_samples, cfg.data)
-        return TrainData(batches, cfg.train_num_samples, f"{len(batches.shards)} webdataset shards", [])
-    pairs = read_pairs(cfg.data, "train", cfg.image_column, cfg.caption_column, cfg.split_column, cfg.label_column)
+        return TrainData(wds, cfg.train_num_samples, f"{len(wds.shards)} webdataset shards", [])
+    pairs = read_train_pairs(cfg.data, cfg.image_column, cfg.caption_column, cfg.split_column, cfg.label_column)
     skipped = list(pairs.skipped)
     distinct = set(pairs.captions)
     if len(distinct) < 2:
         raise InputError(f"{pairs.source}: the training rows hold 1 distinct caption ({next(iter(distinct))!r}); "
                          "contrastive training needs at least 2 different captions")
-    size = loaded.model.visual.preprocess_cfg["size"]
+    pcfg = clip_model(loaded).visual.preprocess_cfg
+    size = pcfg["size"]
     h, w = (size, size) if isinstance(size, int) else size
     cache_bytes = len(pairs) * 3 * h * w
     if cfg.cache == "ram" or (cfg.cache == "auto" and cache_bytes <= cfg.cache_max_gb * 1e9):
@@ -158,19 +162,26 @@ def build_train_data(cfg: TrainConfig, loaded: LoadedModel, dist: DistInfo, log:
         captions = [c for c, good in zip(pairs.captions, ok) if good]
         _check_batch(cfg, len(captions), cfg.data, skipped)
         tokens = loaded.tokenizer(captions)
-        pcfg = loaded.model.visual.preprocess_cfg
-        batches = CachedBatches(images, tokens, pcfg["mean"], pcfg["std"], cfg.batch_size, dist, cfg.seed,
-                                cfg.augment_shift, cfg.augment_flip)
+        batches: CachedBatches | FileBatches = CachedBatches(
+            images, tokens, pcfg["mean"], pcfg["std"], cfg.batch_size, dist, cfg.seed, cfg.augment_shift,
+            cfg.augment_flip)
         how = f"decoded once into RAM ({images.numel() / 1e6:.0f} MB)"
         n = len(captions)
     else:
         _check_batch(cfg, len(pairs), cfg.data, skipped)
-        batches = FileBatches(pairs.paths, pairs.captions, loaded.preprocess_train, loaded.tokenizer,
+        batches = FileBatches(pairs.paths, pairs.captions, _train_transform(loaded), loaded.tokenizer,
                               cfg.batch_size, dist, cfg.seed, cfg.workers)
         how, n = f"decoded from files by {cfg.workers} worker(s)", len(pairs)
     note = skip_summary(skipped)
     log(f"training data: {n} image-caption pairs from {pairs.source}, {how}" + (f"; {note}" if note else ""))
     return TrainData(batches, n, how, skipped)
+
+
+def _train_transform(loaded: LoadedModel) -> Callable:
+    """open_clip's training transform (augmenting); load_model builds it for every model it loads."""
+    if loaded.preprocess_train is None:
+        raise ModelError(f"model {loaded.name} was loaded without a training transform, so it cannot be trained")
+    return loaded.preprocess_train
 
 
 def _check_batch(cfg: TrainConfig, n: int, source: str, skipped: list | None = None) -> None:
@@ -187,17 +198,19 @@ def build_eval_data(cfg: TrainConfig, loaded: LoadedModel, log: Callable) -> Eva
     """The evaluation set: --val-data, else the data's test/val split, else none (with a message)."""
     pairs: PairSet | None = None
     if cfg.val_data:
-        pairs = read_pairs(cfg.val_data, "eval", cfg.image_column, cfg.caption_column, cfg.split_column,
-                           cfg.label_column)
+        pairs = read_eval_pairs(cfg.val_data, cfg.image_column, cfg.caption_column, cfg.split_column,
+                                cfg.label_column)
         if pairs is None:  # a split column without test rows: evaluate on all of it
-            pairs = read_pairs(cfg.val_data, "eval", cfg.image_column, cfg.caption_column, "", cfg.label_column)
+            pairs = read_eval_pairs(cfg.val_data, cfg.image_column, cfg.caption_column, "", cfg.label_column)
+        if pairs is None:  # cannot happen without a split column; say so rather than skip evaluation silently
+            raise InputError(f"{cfg.val_data}: no evaluation rows in --val-data")
     elif cfg.data and cfg.split_column and not is_webdataset(cfg.data) and not Path(cfg.data).is_dir():
-        pairs = read_pairs(cfg.data, "eval", cfg.image_column, cfg.caption_column, cfg.split_column,
-                           cfg.label_column, require_split=True)
+        pairs = read_eval_pairs(cfg.data, cfg.image_column, cfg.caption_column, cfg.split_column,
+                                cfg.label_column, require_split=True)
     if pairs is None:
         log("evaluation: none (pass --val-data, or use a manifest with a 'split' column holding test rows)")
         return None
-    data = build_eval_set(pairs, loaded.preprocess, loaded.model.visual.preprocess_cfg, cfg.zeroshot_templates,
+    data = build_eval_set(pairs, loaded.preprocess, clip_model(loaded).visual.preprocess_cfg, cfg.zeroshot_templates,
                           cfg.eval_max_samples, cfg.workers)
     what = f"zero-shot over {len(data.classes)} classes + retrieval" if data.classes else "retrieval"
     log(f"evaluation: {len(data.images)} images from {pairs.source} ({what})"

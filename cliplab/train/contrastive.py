@@ -12,11 +12,25 @@ copy" and "any copy" the same target. So identical captions are positives, not n
 """
 from __future__ import annotations
 
+from typing import TypeAlias, cast
+
 import torch
 import torch.nn.functional as F
 from open_clip.hf_model import HFTextEncoder
 from open_clip.model import CLIP, CustomTextCLIP
 from torch import nn
+
+from ..models import LoadedModel
+
+ClipModel: TypeAlias = CLIP | CustomTextCLIP  # the open_clip models cliplab trains (cliplab-tiny, cliplab-minilm)
+
+
+def clip_model(loaded: LoadedModel) -> ClipModel:
+    """``loaded.model`` as the open_clip CLIP it is, for training code that uses its towers and temperature."""
+    # load_model builds every model with open_clip.create_model_and_transforms; LoadedModel types it
+    # nn.Module because inference code needs nothing more. No isinstance check: open_clip's other
+    # CLIP variants (e.g. CoCa) share the interface training uses and are not refused today.
+    return cast(ClipModel, loaded.model)
 
 
 def locked_hf_tower(clip: nn.Module) -> HFTextEncoder | None:

@@ -48,14 +48,29 @@ def is_webdataset(source: str) -> bool:
     return first.endswith(".tar") or (".tar" in first and "{" in first) or first.startswith(("pipe:", "s3:"))
 
 
-def read_pairs(source: str, role: str, image_column: str = "", caption_column: str = "",
-               split_column: str = "split", label_column: str = "label",
-               require_split: bool = False) -> PairSet | None:
-    """The ``role`` ("train" or "eval") rows of a manifest or caption folder.
+def read_train_pairs(source: str, image_column: str = "", caption_column: str = "",
+                     split_column: str = "split", label_column: str = "label") -> PairSet:
+    """The training rows of a manifest (its 'train' split when it has a split column) or caption folder."""
+    pairs = _read_pairs(source, "train", image_column, caption_column, split_column, label_column)
+    if pairs is None:  # _read_pairs raises for training data without train rows; this cannot happen
+        raise AssertionError(f"{source}: no training rows and no error raised")
+    return pairs
 
-    For "eval", a manifest with a split column gives its test/val rows and None when it has none
-    (or, with ``require_split``, when it has no split column at all).
+
+def read_eval_pairs(source: str, image_column: str = "", caption_column: str = "",
+                    split_column: str = "split", label_column: str = "label",
+                    require_split: bool = False) -> PairSet | None:
+    """The test/val rows of a manifest or caption folder; None when the data holds no evaluation rows.
+
+    None means: a split column without test/val rows or, with ``require_split``, no split column at
+    all. Every caller decides what that means for it (another source, or no evaluation).
     """
+    return _read_pairs(source, "eval", image_column, caption_column, split_column, label_column, require_split)
+
+
+def _read_pairs(source: str, role: str, image_column: str, caption_column: str, split_column: str,
+                label_column: str, require_split: bool = False) -> PairSet | None:
+    """The ``role`` ("train" or "eval") rows; None only for "eval" data without evaluation rows."""
     path = Path(source).expanduser()
     if path.is_dir():
         return _read_caption_folder(path)

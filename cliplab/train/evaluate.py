@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .contrastive import ClipModel
 from .data import PairSet
 from .loaders import decode_all, pil_stage
 
@@ -55,7 +56,7 @@ def build_eval_set(pairs: PairSet, preprocess: Callable, preprocess_cfg: dict, t
 
 
 @torch.no_grad()
-def image_features(model: torch.nn.Module, data: EvalSet, device: torch.device,
+def image_features(model: ClipModel, data: EvalSet, device: torch.device,
                    autocast: Callable[[], AbstractContextManager], batch_size: int = 256) -> torch.Tensor:
     chunks = []
     for i in range(0, len(data.images), batch_size):
@@ -66,7 +67,7 @@ def image_features(model: torch.nn.Module, data: EvalSet, device: torch.device,
 
 
 @torch.no_grad()
-def text_features(model: torch.nn.Module, tokenizer: Callable, texts: list[str], device: torch.device,
+def text_features(model: ClipModel, tokenizer: Callable, texts: list[str], device: torch.device,
                   autocast: Callable[[], AbstractContextManager], batch_size: int = 256) -> torch.Tensor:
     chunks = []
     for i in range(0, len(texts), batch_size):
@@ -103,7 +104,7 @@ def topk_metrics(logits: torch.Tensor, y: torch.Tensor, k: int = 5) -> dict[str,
             "mean_per_class_recall": float(torch.stack(recalls).mean())}
 
 
-def evaluate(model: torch.nn.Module, tokenizer: Callable, data: EvalSet, device: torch.device,
+def evaluate(model: ClipModel, tokenizer: Callable, data: EvalSet, device: torch.device,
              autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
     """Zero-shot (when the set has labels) and retrieval metrics of ``model`` on ``data``."""
     import open_clip

@@ -66,7 +66,9 @@ def decode_all(paths: list[str], transform: Callable, workers: int,
     if progress:
         from tqdm import tqdm
         loader = tqdm(loader, desc="decode images", unit="batch", leave=False)
-    tensors, ok, skipped = [], [], []
+    tensors: list[torch.Tensor] = []
+    ok: list[bool] = []
+    skipped: list[Skip] = []
     for chunk in loader:
         for x, reason in chunk:
             i = len(ok)

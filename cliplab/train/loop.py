@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import torch
@@ -54,7 +54,7 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig, config_yaml
-from .contrastive import ContrastiveModel, TextFeatureCache, locked_hf_tower
+from .contrastive import ClipModel, ContrastiveModel, TextFeatureCache, clip_model, locked_hf_tower
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .evaluate import EvalSet, evaluate
 from .loaders import CachedBatches
@@ -134,8 +134,8 @@ class Session:
     step: int = 0
 
     @property
-    def clip(self) -> torch.nn.Module:
-        return self.loaded.model
+    def clip(self) -> ClipModel:
+        return clip_model(self.loaded)
 
 
 def _train(cfg: TrainConfig, dist: DistInfo) -> TrainResult:
@@ -171,7 +171,7 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
     if note:
         log.line(note)
     loaded = build_model(cfg, dist.device)
-    clip = loaded.model
+    clip = clip_model(loaded)
     model_cfg = exported_model_cfg(loaded, cfg)  # now, so that a model that cannot be exported fails early
     data = build_train_data(cfg, loaded, dist, log.line)
     eval_set = build_eval_data(cfg, loaded, log.line) if dist.is_main else None
@@ -186,7 +186,7 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
     text_cache = _text_cache(cfg, clip, model_cfg, data, log.line)
     model: torch.nn.Module = ContrastiveModel(clip, cfg.dedupe_captions, text_cache)
     if cfg.compile:
-        model = torch.compile(model)
+        model = cast(torch.nn.Module, torch.compile(model))  # an OptimizedModule; torch types it as a callable
     if dist.enabled:
         model = DistributedDataParallel(model, device_ids=[dist.device] if dist.device.type == "cuda" else None)
     n_params = sum(p.numel() for p in clip.parameters() if p.requires_grad)
@@ -273,7 +273,8 @@ def _train_step(s: Session, batches: Iterator) -> tuple[torch.Tensor, int]:
     total, n = torch.zeros(()), 0
     for micro in range(cfg.accum_steps):
         images, tokens = next(batches)
-        sync = model.no_sync() if s.dist.enabled and micro < cfg.accum_steps - 1 else nullcontext()
+        last_micro = micro == cfg.accum_steps - 1
+        sync = model.no_sync() if isinstance(model, DistributedDataParallel) and not last_micro else nullcontext()
         with sync:
             with s.autocast():
                 image_f, text_f, scale, bias = model(images, tokens)
