@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -271,15 +272,17 @@ def _file_problem(path: str) -> str | None:
     return None
 
 
-def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Open and fully decode an image as RGB, upright, or raise ImageError saying why not.
+def load_image(path: str | Path | BinaryIO, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image (a file, or a binary file object such as a webdataset
+    sample's bytes) as RGB, upright, or raise ImageError saying why not.
 
     Transparency is composited on white; 16-bit and float images are scaled to 8 bits
     (PIL's own convert('RGB') would clip them); animated images give their first frame.
     """
-    problem = _file_problem(os.fspath(path))  # also: deleted since listing; a FIFO would block open()
-    if problem:
-        raise ImageError(problem)
+    if isinstance(path, (str, Path)):
+        problem = _file_problem(os.fspath(path))  # also: deleted since listing; a FIFO would block open()
+        if problem:
+            raise ImageError(problem)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -129,9 +129,7 @@ class _TimedDecode(Dataset):
         t1 = time.perf_counter()
         times["read"] = t1 - t0
         try:
-            # PIL opens a file object as well as a path; data.load_image is typed for paths only
-            img = load_image(raw if raw is not None else self.inner.paths[i],  # type: ignore[arg-type]
-                             self.inner.max_pixels)
+            img = load_image(raw if raw is not None else self.inner.paths[i], self.inner.max_pixels)
         except ImageError as e:
             times["decode"] = time.perf_counter() - t1
             return i, None, str(e), times

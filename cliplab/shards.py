@@ -159,7 +159,7 @@ class ShardSamples(IterableDataset):
         t0 = time.perf_counter()
         try:
             # PIL opens a file object as well as a path; data.load_image is typed for paths only
-            img = load_image(io.BytesIO(sample[name]), self.max_pixels)  # type: ignore[arg-type]
+            img = load_image(io.BytesIO(sample[name]), self.max_pixels)
         except ImageError as e:
             return None, str(e)
         finally:
