@@ -23,8 +23,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import data
 from .atomic import write_json
-from .data import DEFAULT_MAX_PIXELS, ImageSet, parse_where, read_images, select
+from .data import DEFAULT_MAX_PIXELS, ImageSet, parse_where, select
 from .embed import DEFAULT_CACHE_DIR, EmbeddingCache, ImageEmbeddings, embed_images, write_embeddings
 from .errors import CliplabError, InputError, OutputError
 from .models import LoadedModel, load_model
@@ -72,6 +73,7 @@ class EmbedOutcome:
     n_duplicates: int
     world_size: int
     timer: StageTimer | None
+    notes: list[str] = field(default_factory=list)  # odd but usable input (cliplab.data.ImageSet.notes)
 
 
 def run_embed(job: EmbedJob) -> EmbedOutcome:
@@ -90,11 +92,13 @@ def _prepare(job: EmbedJob, info: DistInfo, out: Path) -> tuple[Any, LoadedModel
     try:
         if is_shard_spec(job.images) and (job.where or job.image_column):
             raise InputError("--where and --image-column need a manifest; webdataset shards have neither")
-        loaded = load_model(job.model, job.pretrained, str(info.device))
         if is_shard_spec(job.images):
             source = read_shards(job.images)
-        else:
-            source = select(read_images(job.images, job.image_column), parse_where(job.where))
+        else:  # read (and --where checked) before the model loads: a typo is reported at once
+            images, where = data.read_images(job.images, job.image_column), parse_where(job.where)
+            data.check_where(images.records, where, images.source)
+            source = select(images, where)
+        loaded = load_model(job.model, job.pretrained, str(info.device))
         described = _describe(job, loaded, source, out)
         _check_out_folder(out, described, job.overwrite)
         return described, loaded, source
@@ -142,8 +146,8 @@ def _run(job: EmbedJob, info: DistInfo) -> EmbedOutcome:
     except CliplabError as e:
         done = e
     _gather(info, group, done)
-    dup = source.n_duplicates if isinstance(source, ImageSet) else 0
-    return EmbedOutcome(result, written, dup, info.world_size, merged)
+    dup, notes = (source.n_duplicates, list(source.notes)) if isinstance(source, ImageSet) else (0, [])
+    return EmbedOutcome(result, written, dup, info.world_size, merged, notes)
 
 
 def _embed_part(job: EmbedJob, info: DistInfo, loaded: LoadedModel, source: ShardSet | ImageSet,

@@ -56,7 +56,9 @@ def test_full_disk_keeps_the_previous_complete_output(command, synth_data, eight
     from cliplab.atomic import check_output_set
 
     out = tmp_path / "out"
-    extra = ["--classes", "kite,guitar,book,flower,ball,cup,key,phone"] if command == "zeroshot" else []
+    # the second run replaces the first's results on purpose: --overwrite (embed), random weights (zeroshot)
+    extra = ["--classes", "kite,guitar,book,flower,ball,cup,key,phone", "--random-init"] if command == "zeroshot" \
+        else ["--overwrite"]
     p = small_disk(out, "24k", eight, synth_data,
                    [command, "--model", "cliplab-tiny", "--no-cache", "--quiet", "--out", str(out), *extra])
     assert p.returncode == EXIT_OUTPUT, p.stderr
@@ -76,7 +78,7 @@ def test_full_disk_keeps_the_previous_complete_output(command, synth_data, eight
 def test_full_disk_for_the_cache(synth_data, eight, tmp_path):
     cache = tmp_path / "cache"
     p = small_disk(cache, "12k", eight, synth_data,
-                   ["embed", "--model", "cliplab-tiny", "--cache-dir", str(cache), "--quiet",
+                   ["embed", "--model", "cliplab-tiny", "--cache-dir", str(cache), "--quiet", "--overwrite",
                     "--out", str(tmp_path / "o")])
     assert p.returncode == EXIT_OUTPUT and "cannot write the embedding cache" in p.stderr, p.stderr
     assert "No space left" in p.stderr and p.stderr.count("\n") == 1

@@ -58,7 +58,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     if done.result is None:  # a rank other than 0
         return 0
     result, out = done.result, done.out
-    report_input_notes(done.n_duplicates)
+    report_input_notes(done.n_duplicates, notes=done.notes)
     report_skips(result.skipped, out)
     if done.timer is not None:
         print(done.timer.report(), file=sys.stderr)
