@@ -184,9 +184,10 @@ def test_report_in_chromium_runs_no_payload(playwright_api, report):
             n_figures = page.locator("svg.cliplab-chart").count()
             assert page.evaluate("document.scripts.length") == 0
 
-            # it rendered: every chart drew its bars (3 metrics x tone, age, tone & age), the disparity table
-            assert n_figures == 9 and page.evaluate(BROKEN_FIGURES) == []
-            assert "40 comparison(s) where both rates are 0% or both 100%" in page.inner_text("body")
+            # it rendered: every chart the page holds (one per metric x tone, age, tone & age) drew its bars
+            assert n_figures >= 9 and n_figures == report.read_text().count('<svg class="cliplab-chart"')
+            assert page.evaluate(BROKEN_FIGURES) == []
+            assert re.search(r"\d+ comparison\(s\) where both rates are 0% or both 100%", page.inner_text("body"))
             # the payloads are text on the page: in the tables ...
             body = page.inner_text("body")
             for payload in (CLS_SCRIPT, CLS_IMG, CLS_SVG, TEMPLATE, CATEGORY, DESCRIPTION, QUERY, TONE["dark"],
