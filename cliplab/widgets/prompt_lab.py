@@ -49,6 +49,9 @@ def _short(text: str, n: int = 44) -> str:
     return text if len(text) <= n else text[:n - 1] + "…"
 
 
+HINT = "Edit the boxes, then press Apply; a new template is added with Enter."
+PENDING = "Edits not applied yet: press Apply."
+
 class PromptLab(W.VBox):
     """A prompt-sensitivity lab over fixed image embeddings (display it as a cell's last line).
 
@@ -86,7 +89,7 @@ class PromptLab(W.VBox):
                                                                      height="160px")})
         self.apply_button = W.Button(description="Apply", icon="check", button_style="primary",
                                      tooltip="re-score with the class names and templates in the boxes")
-        self.hint = W.HTML(message_html("Edit the boxes, then press Apply; a new template is added with Enter."))
+        self.hint = W.HTML(message_html(HINT))
         self.new_template = W.Text(placeholder="a photo of a {}.", description="New",
                                    layout=W.Layout(flex="1 1 300px"))
         self.add_button = W.Button(description="Add template", icon="plus")
@@ -97,6 +100,9 @@ class PromptLab(W.VBox):
         self.status, self.summary = W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
         self.attribute.observe(lambda _change: self.update(), names="value")
+        for edited in (self.classes_box, self.templates_box):  # the kernel has the edit: say it is not applied yet
+            edited.observe(lambda _change: setattr(self.hint, "value", message_html(PENDING, "warning")),
+                           names="value")
         self.apply_button.on_click(lambda _b: self.update())
         self.add_button.on_click(lambda _b: self.add_template(self.new_template.value))
         self.drop_button.on_click(lambda _b: self.drop_template(self.drop_select.value))
@@ -159,6 +165,7 @@ class PromptLab(W.VBox):
         except InputError as e:
             return self._say(f"{e} (the charts show the last valid state)", "error")
         self.result = result
+        self.hint.value = message_html(HINT)
         self.drop_select.options = result.templates
         self._draw(result)
         self.last_update_seconds = time.perf_counter() - t0

@@ -289,6 +289,8 @@ def _edit_prompt_lab(page) -> None:
     assert len(after) == len(before) + 1 and after[-1] == "ensemble"
     box = lab.locator("textarea").nth(1)
     box.fill(box.input_value() + "\na sculpture of a {}.")
+    # the kernel has the edit once the widget says it is not applied yet (then Apply applies it)
+    lab.locator(".widget-html", has_text="Edits not applied yet").wait_for(timeout=30_000)
     lab.locator("button", has_text="Apply").click()
     page.wait_for_function(
         "() => document.querySelector('.cliplab-prompt-lab .js-plotly-plot').data[0].x"

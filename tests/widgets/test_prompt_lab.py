@@ -114,3 +114,12 @@ def test_wilson_intervals_match_statsmodels():
     low, high = _wilson(rate, n)
     ref_low, ref_high = proportion_confint(np.round(rate * n), n, method="wilson")
     assert np.allclose(low, ref_low) and np.allclose(high, ref_high)
+
+
+def test_an_edit_says_it_is_not_applied_until_apply(lab):
+    """Typing in a box changes nothing but the hint; Apply re-scores with the boxes and clears it."""
+    before = list(lab.result.templates)
+    lab.templates_box.value += "\na drawing of a {}."
+    assert "not applied yet" in lab.hint.value and list(lab.result.templates) == before
+    lab.apply_button.click()
+    assert "a drawing of a {}." in lab.result.templates and "not applied yet" not in lab.hint.value
