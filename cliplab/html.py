@@ -23,7 +23,8 @@ THUMB_PX = 96
 _CACHE: OrderedDict[tuple[str, int], str] = OrderedDict()
 _CACHE_MAX = 512
 Column = tuple[str, str, Callable[[Any], str] | None]  # (column, header, formatter)
-TABLE_CSS = (".cliplab-scroll{overflow-x:auto;max-width:100%}.cliplab-table{border-collapse:collapse;margin:4px 0}"
+TABLE_CSS = (".widget-html,.widget-html-content{min-width:0;max-width:100%}"  # let an ipywidgets HTML shrink
+             ".cliplab-scroll{overflow-x:auto;max-width:100%}.cliplab-table{border-collapse:collapse;margin:4px 0}"
              ".cliplab-table th,.cliplab-table td{padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;"
              "white-space:nowrap}.cliplab-table th{background:#f3f3f3}.cliplab-table tr.flag td{background:#fde8e8}"
              ".cliplab-gallery{display:flex;flex-wrap:wrap;gap:4px;max-width:100%}")

@@ -37,6 +37,13 @@ padding:3px 7px;text-align:left;vertical-align:top}th{background:#f4f4f4}tr.flag
 code{background:#f3f3f3;padding:0 3px;overflow-wrap:anywhere}svg{max-width:100%;height:auto}
 dl.guide dt{font-weight:600}dl.guide dd{margin:0 0 .4em 1.2em}"""
 
+
+def shown_group(row) -> str:
+    """A group as a reader should see it: its values as written (``group`` is the escaped key that keeps
+    ``p & q`` + ``r`` apart from ``p`` + ``q & r``; charts show the plain values joined by " & ")."""
+    values = row.get("group_values")
+    return " & ".join(map(str, values)) if isinstance(values, (list, tuple)) and len(values) else str(row["group"])
+
 def _pp(x: Any) -> str:
     return "n/a" if x is None or pd.isna(x) else f"{100 * float(x):+.1f}"
 
@@ -251,9 +258,9 @@ def _rate_charts(result: AuditResult, sub: pd.DataFrame, attr: str) -> list[str]
         for _, r in t.iterrows():
             mark = ("flagged" if r["group"] in hot else "reference" if r["group"] in refs
                     else "small" if r.get("status") != "ok" else "")
-            rows.append({"label": r["group"], "rate": r["rate"], "low": r["ci_low"], "high": r["ci_high"],
+            rows.append({"label": shown_group(r), "rate": r["rate"], "low": r["ci_low"], "high": r["ci_high"],
                          "colour": colours.get(str(r["group"]), "#4c78a8"), "mark": mark,
-                         "tip": f"{r['group']}: {pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}], "
+                         "tip": f"{shown_group(r)}: {pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}], "
                                 f"{int(r['count'])} of {int(r['denominator'])} images"})
         label = metric_label({"metric": metric, "category": cat, "k": t["k"].iloc[0] if "k" in t else None},
                              result.spec.top_k)

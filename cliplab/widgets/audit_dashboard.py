@@ -65,8 +65,12 @@ class AuditDashboard(W.VBox):
             w.observe(lambda _c: None if self._quiet else self.update(), names="value")
         self.export_button.on_click(lambda _b: self.export(self.out.value))
         self._categories()
-        super().__init__([W.HBox([self.attribute, self.metric, self.category]), self.status, self.figure,
-                          self.table, self.examples, W.HBox([self.out, self.export_button])])
+        wrap = W.Layout(flex_flow="row wrap")
+        for html in (self.status, self.table, self.examples):  # wide tables scroll in their box, not the page
+            html.layout = W.Layout(width="100%")
+        super().__init__([W.HBox([self.attribute, self.metric, self.category], layout=wrap), self.status,
+                          self.figure, self.table, self.examples,
+                          W.HBox([self.out, self.export_button], layout=W.Layout(flex_flow="row wrap"))])
         self.add_class("cliplab-audit-dashboard")
 
     # ------------------------------------------------------------------ views

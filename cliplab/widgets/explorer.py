@@ -89,7 +89,9 @@ class EmbeddingExplorer(W.VBox):
         self.color.observe(lambda c: self.recolor(c["new"]), names="value")
         self.query_button.on_click(lambda _b: self.add_query(self.query.value))
         self.recolor(color)
-        controls = W.HBox([self.color, self.query, self.query_button])
+        controls = W.HBox([self.color, self.query, self.query_button], layout=W.Layout(flex_flow="row wrap"))
+        for html in (self.note, self.status, self.selection):  # wide tables scroll in their box, not the page
+            html.layout = W.Layout(width="100%")
         self.figure.layout.update(xaxis_title=f"{self.method.upper()} 1", yaxis_title=f"{self.method.upper()} 2")
         self.hover.layout = W.Layout(width="170px", min_width="150px")
         super().__init__([self.note, controls, self.status,
