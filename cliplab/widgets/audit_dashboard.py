@@ -67,7 +67,7 @@ class AuditDashboard(W.VBox):
         self._categories()
         wrap = W.Layout(flex_flow="row wrap")
         for html in (self.status, self.table, self.examples):  # wide tables scroll in their box, not the page
-            html.layout = W.Layout(width="100%")
+            html.layout = W.Layout(width="100%", margin="0")  # 100% plus the default 2 px margins would overflow
         super().__init__([W.HBox([self.attribute, self.metric, self.category], layout=wrap), self.status,
                           self.figure, self.table, self.examples,
                           W.HBox([self.out, self.export_button], layout=W.Layout(flex_flow="row wrap"))])

@@ -91,7 +91,7 @@ class EmbeddingExplorer(W.VBox):
         self.recolor(color)
         controls = W.HBox([self.color, self.query, self.query_button], layout=W.Layout(flex_flow="row wrap"))
         for html in (self.note, self.status, self.selection):  # wide tables scroll in their box, not the page
-            html.layout = W.Layout(width="100%")
+            html.layout = W.Layout(width="100%", margin="0")  # 100% plus the default 2 px margins would overflow
         self.figure.layout.update(xaxis_title=f"{self.method.upper()} 1", yaxis_title=f"{self.method.upper()} 2")
         self.hover.layout = W.Layout(width="170px", min_width="150px")
         super().__init__([self.note, controls, self.status,
