@@ -180,7 +180,7 @@ def output_set(folder: str | Path, manifest: str, data: dict[str, Any]) -> Itera
             mcommit()
         except OSError as e:
             raise OutputError(f"cannot write {out}: {describe_os_error(e, out)}") from None
-        _fsync_dir(out)
+        fsync_dir(out)
 
 
 def check_output_set(folder: str | Path, manifest: str) -> dict[str, Any]:
@@ -204,7 +204,8 @@ def check_output_set(folder: str | Path, manifest: str) -> dict[str, Any]:
     return data
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (best effort: some file systems refuse a folder fsync)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:

@@ -11,7 +11,6 @@ local-dir layout (RUN/final/open_clip_config.json + weights) so that open_clip i
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import random
 import re
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import text_towers
-from ..atomic import atomic_path, write_json
+from ..atomic import atomic_path, fsync_dir, write_json
 from ..errors import ModelError, OutputError
 from ..models import OPEN_CLIP_CONFIG, OPEN_CLIP_WEIGHTS, RUN_MODEL_DIR, TRAIN_CHECKPOINT_KEYS, check_archive
 
@@ -112,24 +111,11 @@ class CheckpointWriter:
                 raise OutputError(f"cannot create {self.folder}: {e.strerror or e}") from None
             with atomic_path(path) as tmp:
                 tmp.write_bytes(buffer.getbuffer())
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
             for old in list_checkpoints(self.run_dir)[:-self.keep]:
                 old.unlink(missing_ok=True)
         except BaseException as e:  # reported by wait() on the training thread
             self._error = e
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def resolve_resume(run_dir: Path, resume: str) -> Path | None:
