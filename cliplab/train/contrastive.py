@@ -42,8 +42,14 @@ def locked_hf_tower(clip: nn.Module) -> HFTextEncoder | None:
 
 
 def pooled_output(text: HFTextEncoder, tokens: torch.Tensor) -> torch.Tensor:
-    """HFTextEncoder.forward up to (not including) its projection: transformer + pooler."""
+    """HFTextEncoder.forward up to (not including) its projection: transformer + pooler.
+
+    Trailing columns that are padding in every row are cut first: masked positions change neither
+    the attention nor the pooling, and a short caption padded to the context costs several times its length.
+    """
     mask = (tokens != text.config.pad_token_id).long()
+    used = int(mask.any(0).nonzero().max()) + 1 if mask.any() else 1
+    tokens, mask = tokens[:, :used], mask[:, :used]
     return text.pooler(text.transformer(input_ids=tokens, attention_mask=mask), mask)
 
 
@@ -66,6 +72,8 @@ class TextFeatureCache:
             was_training = self.text.transformer.training
             self.text.transformer.eval()  # no dropout: a locked tower's features are fixed
             try:
+                pad = self.text.config.pad_token_id
+                new.sort(key=lambda i: int((tokens[i] != pad).sum()))  # similar lengths batch together
                 for start in range(0, len(new), self.batch_size):
                     rows = new[start:start + self.batch_size]
                     out = pooled_output(self.text, tokens[rows]).float()
@@ -89,15 +97,15 @@ class ContrastiveModel(nn.Module):
         super().__init__()
         self.clip, self.dedupe, self.text_cache = clip, dedupe_captions, text_cache
 
-    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+    def encode_text(self, text: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """Text features of token rows (open_clip's signature; unit norm by default, as training uses them)."""
+        unique, inverse = torch.unique(text, dim=0, return_inverse=True)
         if self.text_cache is not None:
-            unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
-            return F.normalize(self.text_cache.text.proj(self.text_cache.pooled(unique)), dim=-1)[inverse]
-        if self.dedupe:
-            unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
-            if len(unique) < len(tokens):
-                return self.clip.encode_text(unique, normalize=True)[inverse]
-        return self.clip.encode_text(tokens, normalize=True)
+            features = self.text_cache.text.proj(self.text_cache.pooled(unique))
+            return (F.normalize(features, dim=-1) if normalize else features)[inverse]
+        if self.dedupe and len(unique) < len(text):
+            return self.clip.encode_text(unique, normalize=normalize)[inverse]
+        return self.clip.encode_text(text, normalize=normalize)
 
     def forward(self, images: torch.Tensor, tokens: torch.Tensor):
         text = self.encode_text(tokens)

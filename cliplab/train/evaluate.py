@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -66,13 +67,17 @@ def image_features(model: ClipModel, data: EvalSet, device: torch.device,
     return torch.cat(chunks)
 
 
+class TextEncoder(Protocol):
+    def encode_text(self, text: torch.Tensor, normalize: bool = False) -> torch.Tensor: ...
+
+
 @torch.no_grad()
-def text_features(model: ClipModel, tokenizer: Callable, texts: list[str], device: torch.device,
+def text_features(encoder: TextEncoder, tokenizer: Callable, texts: list[str], device: torch.device,
                   autocast: Callable[[], AbstractContextManager], batch_size: int = 256) -> torch.Tensor:
     chunks = []
     for i in range(0, len(texts), batch_size):
         with autocast():
-            chunks.append(model.encode_text(tokenizer(texts[i:i + batch_size]).to(device), normalize=True).float())
+            chunks.append(encoder.encode_text(tokenizer(texts[i:i + batch_size]).to(device), normalize=True).float())
     return torch.cat(chunks)
 
 
@@ -105,8 +110,13 @@ def topk_metrics(logits: torch.Tensor, y: torch.Tensor, k: int = 5) -> dict[str,
 
 
 def evaluate(model: ClipModel, tokenizer: Callable, data: EvalSet, device: torch.device,
-             autocast: Callable[[], AbstractContextManager]) -> dict[str, float]:
-    """Zero-shot (when the set has labels) and retrieval metrics of ``model`` on ``data``."""
+             autocast: Callable[[], AbstractContextManager], text: TextEncoder | None = None) -> dict[str, float]:
+    """Zero-shot (when the set has labels) and retrieval metrics of ``model`` on ``data``.
+
+    ``text`` encodes captions and prompts; the trainer passes its ContrastiveModel, whose
+    cached locked-tower features make evaluation cost the projection only, not a tower forward per text.
+    """
+    encoder: TextEncoder = text if text is not None else model
     import open_clip
 
     from ..prompts import fill
@@ -117,12 +127,12 @@ def evaluate(model: ClipModel, tokenizer: Callable, data: EvalSet, device: torch
         img = image_features(model, data, device, autocast).cpu()
         unique = sorted(set(data.captions))
         metrics: dict[str, float] = {"eval_images": float(len(img))}
-        metrics.update(retrieval_recall(img, data.captions, text_features(model, tokenizer, unique, device,
+        metrics.update(retrieval_recall(img, data.captions, text_features(encoder, tokenizer, unique, device,
                                                                           autocast).cpu(), unique))
         if data.labels is not None and len(data.classes) >= 2:
             fillers = [lambda c, t=t: fill(t, c) for t in data.templates]
             with autocast():
-                weights = open_clip.build_zero_shot_classifier(model, tokenizer, data.classes, fillers,
+                weights = open_clip.build_zero_shot_classifier(encoder, tokenizer, data.classes, fillers,
                                                                num_classes_per_batch=None, device=device)
             logits = img @ weights.float().cpu()
             zs = topk_metrics(logits, torch.tensor([data.classes.index(lab) for lab in data.labels]), k=5)

@@ -132,6 +132,7 @@ class Session:
     steps_per_epoch: int
     writer: CheckpointWriter
     step: int = 0
+    contrastive: ContrastiveModel | None = None  # the unwrapped model: evaluation encodes text through its cache
 
     @property
     def clip(self) -> ClipModel:
@@ -184,7 +185,8 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
     scaler = build_scaler(cfg.precision, dist.device)
     step = _restore(state, clip, optimizer, scheduler, scaler) if state is not None else 0
     text_cache = _text_cache(cfg, clip, model_cfg, data, log.line)
-    model: torch.nn.Module = ContrastiveModel(clip, cfg.dedupe_captions, text_cache)
+    contrastive = ContrastiveModel(clip, cfg.dedupe_captions, text_cache)
+    model: torch.nn.Module = contrastive
     if cfg.compile:
         model = cast(torch.nn.Module, torch.compile(model))  # an OptimizedModule; torch types it as a callable
     if dist.enabled:
@@ -195,7 +197,7 @@ def _setup(cfg: TrainConfig, dist: DistInfo) -> tuple[Session, dict[str, Any] | 
              f"{cfg.batch_size * cfg.accum_steps} samples = {steps_per_epoch * cfg.epochs} steps")
     session = Session(cfg, dist, run_dir, log, loaded, model, data, eval_set, optimizer, scheduler, scaler,
                       build_loss(cfg, dist), autocast, model_cfg, steps_per_epoch,
-                      CheckpointWriter(run_dir, cfg.keep_checkpoints), step)
+                      CheckpointWriter(run_dir, cfg.keep_checkpoints), step, contrastive)
     return session, state
 
 
@@ -301,7 +303,7 @@ def _maybe_evaluate(s: Session, epoch: int) -> dict[str, float]:
     due = epoch + 1 == cfg.epochs or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)
     if not (due and s.dist.is_main and s.eval_set is not None):
         return {}
-    return evaluate(s.clip, s.loaded.tokenizer, s.eval_set, s.dist.device, s.autocast)
+    return evaluate(s.clip, s.loaded.tokenizer, s.eval_set, s.dist.device, s.autocast, s.contrastive)
 
 
 def _log_step(s: Session, bar, epoch: int, loss: torch.Tensor, speed: float,
