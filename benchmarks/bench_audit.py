@@ -45,16 +45,16 @@ def make_data(n: int, n_classes: int, dim: int, seed: int = 0):
         feats[s:s + len(block)] = block
     weights = rng.standard_normal((dim, n_classes), dtype=np.float32)
     weights /= np.linalg.norm(weights, axis=0, keepdims=True)
-    classes = [f"class {i}" for i in range(n_classes - 7)] + ["animal", "gorilla", "chimpanzee", "orangutan",
-                                                             "thief", "criminal", "suspicious person"]
+    classnames = [f"class {i}" for i in range(n_classes - 7)] + ["animal", "gorilla", "chimpanzee", "orangutan",
+                                                                "thief", "criminal", "suspicious person"]
     records = pd.DataFrame({
         "path": pd.array([f"img/{i:07d}.jpg" for i in range(n)], dtype="string"),
         "race": pd.Categorical.from_codes(rng.integers(0, 7, n), RACES).astype("string"),
         "gender": pd.Categorical.from_codes(rng.integers(0, 2, n), ["Male", "Female"]).astype("string"),
         "age": pd.Categorical.from_codes(rng.integers(0, 9, n), AGES).astype("string"),
-        "label": pd.Categorical.from_codes(rng.integers(0, n_classes - 7, n), classes[:-7]).astype("string"),
+        "label": pd.Categorical.from_codes(rng.integers(0, n_classes - 7, n), classnames[:-7]).astype("string"),
     })
-    spec = AuditSpec(classes=tuple(ClassSpec(c) for c in classes), group_by=("race", "gender", "age"),
+    spec = AuditSpec(classes=tuple(ClassSpec(c) for c in classnames), group_by=("race", "gender", "age"),
                      flagged={"non-human": ("animal", "gorilla", "chimpanzee", "orangutan"),
                               "crime-related": ("thief", "criminal", "suspicious person")},
                      truth=TruthSpec(column="label"), top_k=5, retrieval_queries=("q1", "q2"), retrieval_k=100)

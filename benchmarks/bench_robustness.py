@@ -53,8 +53,8 @@ def main() -> None:
                                    "tensorboard": "false", "workers": "0", "eval_every": "0"}))
     everything = read_images(data)
     test = ImageSet(everything.records[everything.records["split"] == "test"].reset_index(drop=True), "test")
-    classes = sorted(set(test.records["label"]))
-    wds = write_wds(test, classes, tmp / "wds", templates=["a photo of a person holding a {}."])
+    classnames = sorted(set(test.records["label"]))
+    wds = write_wds(test, classnames, tmp / "wds", templates=["a photo of a person holding a {}."])
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
     if Path(a.peer).is_file():

@@ -117,7 +117,7 @@ def bench_prompt_lab(rows: list) -> None:
         rows.append((f"PromptLab template edit -> figures updated, 10k images ({arch})", float(np.median(times)),
                      f"median of 3; encodes 9 prompts; {len(lab.result.templates)} templates"))
         names = "\n".join(CLASSES[:-1] + ["phone = mobile phone"])
-        s, _ = timed(setattr, lab.classes_box, "value", names)
+        s, _ = timed(setattr, lab.classnames_box, "value", names)
         rows.append((f"PromptLab class rename -> figures updated, 10k images ({arch})", s,
                      f"encodes {len(lab.result.templates)} prompts"))
 

@@ -50,7 +50,7 @@ class Workspace:
     run: Path | None
     images: ImageSet  # the synthetic test split, or the user's images
     loaded: LoadedModel
-    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+    classnames: list[str] = field(default_factory=lambda: list(CLASSES))
     group_by: list[str] = field(default_factory=lambda: list(GROUP_BY))
     flagged: list[str] = field(default_factory=lambda: list(FLAGGED))
     template: str = TEMPLATE

@@ -304,19 +304,19 @@ def effective_rank(x: np.ndarray, center: bool = False) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
-def class_centroid_similarity(features: np.ndarray, labels: Sequence, classes: Sequence | None = None
+def class_centroid_similarity(features: np.ndarray, labels: Sequence, classnames: Sequence | None = None
                               ) -> pd.DataFrame:
     """Cosine similarity between the normalised centroids of each class's normalised embeddings."""
     x = _normalise(_as_matrix(features, "features"))
     names = np.asarray([str(v) for v in labels])
     if len(names) != len(x):
         raise InputError(f"{len(names)} labels for {len(x)} embeddings")
-    classes = [str(c) for c in (classes if classes is not None else sorted(set(names)))]
-    empty = [c for c in classes if not (names == c).any()]
+    classnames = [str(c) for c in (classnames if classnames is not None else sorted(set(names)))]
+    empty = [c for c in classnames if not (names == c).any()]
     if empty:
         raise InputError(f"class {empty[0]!r} has no embeddings")
-    cents = _normalise(np.stack([x[names == c].mean(axis=0) for c in classes]))
-    return pd.DataFrame(cents @ cents.T, index=classes, columns=classes)
+    cents = _normalise(np.stack([x[names == c].mean(axis=0) for c in classnames]))
+    return pd.DataFrame(cents @ cents.T, index=classnames, columns=classnames)
 
 
 def embedding_diagnostics(image_features: np.ndarray, text_features: np.ndarray | None = None,

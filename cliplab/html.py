@@ -1,5 +1,5 @@
-"""What cliplab's HTML (the audit report and the Jupyter widgets) is made of: escaping, tables,
-thumbnails, status messages and group colours, in one place so the two agree.
+"""What cliplab's HTML (the reports and the Jupyter widgets) is made of: escaping, tables,
+thumbnails, status messages and group colours, in one place so they agree.
 
 Every user string that reaches HTML goes through :func:`esc` (``None`` is shown as nothing);
 JSON placed inside ``<script>`` goes through :func:`script_json`. Thumbnails are read with

@@ -140,7 +140,7 @@ class ProbeResult:
     def to_json(self) -> dict:
         return {"full_probe": self.full, "zeroshot": self.zeroshot, "zeroshot_worth_k": self.zeroshot_worth_k,
                 "zeroshot_worth": self.zeroshot_worth, "summary": self.summary.to_dict("records"),
-                "short_classes": self.short_classes.to_dict("records"), "classes": self.classnames}
+                "short_classes": self.short_classes.to_dict("records"), "classnames": self.classnames}
 
 
 def _scores(logits: np.ndarray, y: np.ndarray) -> dict:

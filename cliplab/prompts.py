@@ -87,22 +87,22 @@ def validate_templates(templates: Sequence[str]) -> list[str]:
 
 def load_classes(spec: str | Path | Sequence[str]) -> list[str]:
     """Class names from a file (one per line, or a YAML list), a comma list, an inline JSON list, or a list."""
-    classes = list(spec) if not isinstance(spec, (str, Path)) else _read_list(spec, "class names")
-    return validate_classes(classes)
+    classnames = list(spec) if not isinstance(spec, (str, Path)) else _read_list(spec, "class names")
+    return validate_classes(classnames)
 
 
-def validate_classes(classes: Sequence[str]) -> list[str]:
-    classes = [str(c).strip() for c in classes]
-    if len(classes) < 2:
-        raise InputError(f"zero-shot classification needs at least 2 classes, got {len(classes)}")
-    if any(not c for c in classes):
+def validate_classes(classnames: Sequence[str]) -> list[str]:
+    classnames = [str(c).strip() for c in classnames]
+    if len(classnames) < 2:
+        raise InputError(f"zero-shot classification needs at least 2 classes, got {len(classnames)}")
+    if any(not c for c in classnames):
         raise InputError("a class name is empty")
-    if any("\n" in c or "\r" in c for c in classes):
+    if any("\n" in c or "\r" in c for c in classnames):
         raise InputError("a class name contains a line break")
     folded: dict[str, str] = {}
-    for c in classes:
+    for c in classnames:
         key = c.casefold()
         if key in folded:
             raise InputError(f"class {c!r} is given twice (as {folded[key]!r}; names are compared case-insensitively)")
         folded[key] = c
-    return classes
+    return classnames

@@ -94,9 +94,9 @@ def group_gap(table: pd.DataFrame, metric: str = "accuracy") -> dict:
 # ------------------------------------------------------------------------------ the run
 @dataclass
 class RobustnessConfig:
-    """What `cliplab robustness` evaluates; classes/templates default to an eval set's own."""
+    """What `cliplab robustness` evaluates; classnames/templates default to an eval set's own."""
 
-    classes: Sequence[str] | str | None = None
+    classnames: Sequence[str] | str | None = None
     templates: Sequence[str] | str | None = None
     label_column: str = "label"
     shift_column: str | None = None  # any manifest column: its values other than ``id_value`` are shifts
@@ -166,7 +166,7 @@ def run_robustness(loaded: LoadedModel, images: ImageSet, config: RobustnessConf
     import time
 
     cfg = config or RobustnessConfig()
-    names = load_classes(cfg.classes if cfg.classes is not None else getattr(images, "classnames", None) or [])
+    names = load_classes(cfg.classnames if cfg.classnames is not None else getattr(images, "classnames", None) or [])
     templates = load_templates(cfg.templates if cfg.templates is not None else getattr(images, "templates", None))
     notes: list[str] = []
     sets: dict[str, ImageSet] = {ID_SHIFT: images}
@@ -283,7 +283,7 @@ def write_robustness(result: RobustnessResult, out: str | Path, model: str = "",
         if r["classifier"] == "zero-shot":
             write_clip_benchmark_json(out / "clip_benchmark", clip_benchmark_record(r["shift"], model, pretrained, r))
     summary = {name: frame.to_dict("records") for name, frame in frames.items() if name != "skipped"}
-    write_json(out / "robustness.json", {"model": model, "pretrained": pretrained, "classes": result.classnames,
+    write_json(out / "robustness.json", {"model": model, "pretrained": pretrained, "classnames": result.classnames,
                                          "notes": result.notes, "n_skipped": len(result.skipped),
                                          "timings": result.timings, **summary})
     write_text(out / "report.html", robustness_page(result))
@@ -291,15 +291,15 @@ def write_robustness(result: RobustnessResult, out: str | Path, model: str = "",
 
 
 def probe_image_sets(loaded: LoadedModel, train: ImageSet, test: ImageSet, config: ProbeConfig,
-                     classes: Sequence[str] | str | None = None, templates: Sequence[str] | str | None = None,
+                     classnames: Sequence[str] | str | None = None, templates: Sequence[str] | str | None = None,
                      label_column: str = "label", zeroshot: bool = True,
                      **embed_kwargs) -> tuple[ProbeResult, list[str]]:
     """Linear and k-shot probes of ``loaded``'s cached image embeddings, fitted on ``train`` and scored
     on ``test``, with the zero-shot classifier placed on the same curve; returns (result, notes).
 
-    ``classes`` default to the test set's class list (an ImageFolder / CLIP_benchmark set), ``templates``
+    ``classnames`` default to the test set's class list (an ImageFolder / CLIP_benchmark set), ``templates``
     to its own templates, else cliplab's default."""
-    names = load_classes(classes or getattr(test, "classnames", None) or [])
+    names = load_classes(classnames or getattr(test, "classnames", None) or [])
     notes: list[str] = []
     x_tr, _, y_tr = _labelled(embed_images(loaded, train, **embed_kwargs), label_column, names, notes, "train")
     x_te, _, y_te = _labelled(embed_images(loaded, test, **embed_kwargs), label_column, names, notes, "test")

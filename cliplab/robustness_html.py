@@ -1,18 +1,18 @@
 """report.html for `cliplab robustness` and `cliplab probe`: one offline page, plotly inlined.
 
-Same escaping rules as the audit report: every user string (class, shift, group, model names) goes
-through html.escape before it reaches the page or a plotly label, and the figure JSON placed inside
-<script> has ``<``, ``>``, ``&`` and the JavaScript line separators escaped as \\uXXXX.
-Kept self-contained and small on purpose (a shared HTML helper is being written elsewhere).
+Same escaping as the audit report and the widgets (cliplab.html): every user string (class, shift,
+group, model names) goes through ``esc`` before it reaches the page or a plotly label, and the figure
+JSON placed inside <script> through ``script_json``.
 """
 from __future__ import annotations
 
-import html
 import json
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+
+from .html import esc, script_json
 
 if TYPE_CHECKING:  # pragma: no cover
     from .probe import ProbeResult
@@ -24,17 +24,6 @@ th,td{border:1px solid #ddd;padding:3px 7px;text-align:left}th{background:#f4f4f
 MAX_ER_FIGURES = 12
 
 
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def _script_json(text: str) -> str:
-    for ch, rep in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
-                    ("\u2029", "\\u2029")):
-        text = text.replace(ch, rep)
-    return text
-
-
 class _Figures:
     def __init__(self) -> None:
         self.count = 0
@@ -43,7 +32,7 @@ class _Figures:
         import plotly.io as pio
 
         self.count += 1
-        data = _script_json(pio.to_json(fig, validate=False))
+        data = script_json(pio.to_json(fig, validate=False))
         return (f'<div id="f{self.count}" style="height:{fig.layout.height or 420}px"></div><script>(function(){{'
                 f'var f={data};Plotly.newPlot("f{self.count}",f.data,f.layout,{{displaylogo:false}});}})();</script>')
 

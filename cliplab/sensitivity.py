@@ -45,7 +45,7 @@ class SensitivityResult:
         self.summary = SensitivitySummary(self.summary)
 
     def write(self, out: str | Path) -> Path:
-        """The tables as CSV files and summary.json (summary, warnings, templates, classes) in ``out``."""
+        """The tables as CSV files and summary.json (summary, warnings, templates, classnames) in ``out``."""
         return write_sensitivity(self, out)
 
 

@@ -168,19 +168,19 @@ class ZeroShotResult:
 
         m = self.metrics
         random = " (RANDOM WEIGHTS)" if m.get("random_init") else ""
-        lines = [f"zero-shot of {m['model']}{random} on {m['n_images']} images, {len(m['classes'])} classes, "
+        lines = [f"zero-shot of {m['model']}{random} on {m['n_images']} images, {len(m['classnames'])} classes, "
                  f"{len(m['templates'])} template(s): acc1 {m['acc1']:.3f}  acc5 {m['acc5']:.3f}  "
                  f"mean per-class recall {m['mean_per_class_recall']:.3f}"]
-        n, chance = m["n_images"], 1 / len(m["classes"])
+        n, chance = m["n_images"], 1 / len(m["classnames"])
         p = binomtest(round(m["acc1"] * n), n, chance, alternative="greater").pvalue if n else 1.0
         if p >= 0.05:
             lines.append(f"warning: accuracy {m['acc1']:.1%} is not above chance ({chance:.1%} for "
-                         f"{len(m['classes'])} classes; one-sided binomial p = {p:.2g}): check the weights, "
+                         f"{len(m['classnames'])} classes; one-sided binomial p = {p:.2g}): check the weights, "
                          "the class names and the label column")
         return "\n".join(lines)
 
 
-def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Sequence[str] | str,
+def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classnames: Sequence[str] | str,
                  templates: Sequence[str] | str | None = None, label_column: str = "label",
                  **embed_kwargs) -> ZeroShotResult:
     """Embed an image set (cached), classify it zero-shot and score it against ``label_column``."""
@@ -197,7 +197,7 @@ def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Se
     if images.records[label_column].isna().all():
         raise InputError(f"label column {label_column!r} of {images.source} is empty in all {len(images)} rows: "
                          "nothing to score (pass --label-column, or fill in the labels)")
-    clf = ZeroShotClassifier.build(loaded, load_classes(classes), load_templates(templates))
+    clf = ZeroShotClassifier.build(loaded, load_classes(classnames), load_templates(templates))
     emb = embed_images(loaded, images, **embed_kwargs)
     labels = emb.records[label_column]
     has_label = labels.notna().to_numpy()
@@ -212,7 +212,7 @@ def run_zeroshot(loaded: LoadedModel, images: ImageSet | str | Path, classes: Se
     metrics.update(n_skipped=len(emb.skipped), n_unlabelled=int((~has_label).sum()), n_cached=emb.n_cached,
                    n_duplicate_rows=images.n_duplicates, n_labels_matched_ignoring_case=sum(x in folded for x in given),
                    truncated_prompts=sorted(prompts & loaded.truncated_texts),
-                   model=loaded.identity, classes=clf.classnames, templates=clf.templates,
+                   model=loaded.identity, classnames=clf.classnames, templates=clf.templates,
                    skipped=[{"path": s.path, "reason": s.reason} for s in emb.skipped])
     notes = list(images.notes)
     if folded:

@@ -61,7 +61,7 @@ def test_result_types_have_write_and_summary():
 
 @pytest.mark.parametrize("acc1, warns", [(0.53, True), (0.5, True), (0.75, False)])
 def test_zeroshot_summary_warns_when_accuracy_is_at_chance(acc1, warns):
-    metrics = {"model": "m@x", "random_init": False, "n_images": 100, "classes": ["a", "b"], "templates": ["{}"],
+    metrics = {"model": "m@x", "random_init": False, "n_images": 100, "classnames": ["a", "b"], "templates": ["{}"],
                "acc1": acc1, "acc5": 1.0, "mean_per_class_recall": acc1}
     text = cliplab.ZeroShotResult(metrics, None, None, None).summary()  # type: ignore[arg-type]
     assert ("is not above chance (50.0% for 2 classes" in text) == warns, text

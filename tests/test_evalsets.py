@@ -79,12 +79,12 @@ def test_image_folder_bad_inputs(tmp_path, test_split):
 
 
 def test_wds_round_trip_templates_and_cache(tmp_path, test_split):
-    classes = sorted(set(test_split.records["label"]))
-    root = write_wds(test_split, classes, tmp_path / "wds", templates=["a photo of a {}."], shard_size=15)
+    classnames = sorted(set(test_split.records["label"]))
+    root = write_wds(test_split, classnames, tmp_path / "wds", templates=["a photo of a {}."], shard_size=15)
     assert (root / "test" / "nshards.txt").read_text().strip() == "3"
     assert "{c}" in (root / "zeroshot_classification_templates.txt").read_text()  # CLIP_benchmark's syntax
     s = read_eval_set(root, extract_dir=tmp_path / "x")
-    assert s.layout == "wds" and s.classnames == classes and s.templates == ["a photo of a {}."]
+    assert s.layout == "wds" and s.classnames == classnames and s.templates == ["a photo of a {}."]
     assert s.records["label"].tolist() == test_split.records["label"].tolist() and not s.skipped
     assert [Path(p).read_bytes() for p in s.records["path"]] == [Path(p).read_bytes() for p in test_split.paths]
     again = read_wds(root, extract_dir=tmp_path / "x")  # read from the extraction index, same files
@@ -92,8 +92,8 @@ def test_wds_round_trip_templates_and_cache(tmp_path, test_split):
 
 
 def test_wds_truncated_shard_is_a_counted_skip(tmp_path, test_split):
-    classes = sorted(set(test_split.records["label"]))
-    root = write_wds(test_split, classes, tmp_path / "wds", shard_size=20)
+    classnames = sorted(set(test_split.records["label"]))
+    root = write_wds(test_split, classnames, tmp_path / "wds", shard_size=20)
     shard = root / "test" / "1.tar"
     data = shard.read_bytes()
     shard.write_bytes(data[: len(data) // 2 + 100])

@@ -56,7 +56,7 @@ def test_class_centroid_similarity_by_hand():
     assert sim.loc["a", "b"] == pytest.approx(0.0) and sim.loc["a", "c"] == pytest.approx(math.sqrt(0.5))
     assert np.allclose(np.diag(sim), 1.0)
     with pytest.raises(InputError, match="no embeddings"):
-        geo.class_centroid_similarity(x, ["a", "a", "b", "c"], classes=["a", "z"])
+        geo.class_centroid_similarity(x, ["a", "a", "b", "c"], classnames=["a", "z"])
 
 
 def test_pca_projection_matches_svd_and_splits_inputs(tmp_path):

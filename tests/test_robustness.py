@@ -108,7 +108,7 @@ def run_result(synth_data, tiny, tmp_path_factory):
     everything = read_images(synth_data)
     test = select(everything, {"split": ("test",)})
     train = select(everything, {"split": ("train",)})
-    cfg = RobustnessConfig(classes=[*CLASSES, "thief"], templates=["a photo of a person holding a {}."],
+    cfg = RobustnessConfig(classnames=[*CLASSES, "thief"], templates=["a photo of a person holding a {}."],
                            shift_column="age", id_value="adult", attributes=["tone"], flagged=["thief"],
                            corruptions="fog,pixelate", severities="1,5", corruption_limit=12,
                            probe_ks=(1, 2, 4), n_boot=100)

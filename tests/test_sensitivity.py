@@ -89,15 +89,15 @@ def test_one_template_has_zero_spread_and_no_gain():
     assert s["spread"] == 0 and s["std"] == 0 and s["ensemble_gain_over_best"] == 0
 
 
-@pytest.mark.parametrize("classes, templates, match", [
+@pytest.mark.parametrize("classnames, templates, match", [
     (["a", "b"], [], "no prompt templates"),
     (["a", "b"], ["no braces"], "has no {}"),
     (["a"], ["good {}"], "at least 2 classes"),
     (["a", "b"], ["good {}", "good {}"], "given twice"),
 ])
-def test_bad_inputs_say_why(classes, templates, match):
+def test_bad_inputs_say_why(classnames, templates, match):
     with pytest.raises(InputError, match=match):
-        prompt_sensitivity(_fake(PROMPTS), IMAGES, classes, templates)
+        prompt_sensitivity(_fake(PROMPTS), IMAGES, classnames, templates)
 
 
 def test_labels_outside_the_classes_error_or_are_dropped_with_a_note():
@@ -125,21 +125,21 @@ def test_label_to_prompt_name_mapping():
 
 def test_scorer_reuses_predictions_and_encodes_only_new_text(tiny, synth_data):
     emb = embed_images(tiny, synth_data, cache_dir=None, progress=False)
-    classes = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
-    scorer = PromptScorer(tiny, emb, classes, group_by=["tone", "age"], flagged=["thief"])
+    classnames = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
+    scorer = PromptScorer(tiny, emb, classnames, group_by=["tone", "age"], flagged=["thief"])
     scorer.result(["a photo of a {}."])
     before = len(tiny.text_cache)
     r = scorer.result(["a photo of a {}.", "a <b>drawing</b> of a '{}'."])
-    assert len(tiny.text_cache) - before == len(classes) + 1  # one new template: 8 classes + thief
+    assert len(tiny.text_cache) - before == len(classnames) + 1  # one new template: 8 classes + thief
     assert set(r.per_group["attribute"]) == {"tone", "age"}
 
 
 def test_ensemble_matches_the_zero_shot_classifier(tiny, synth_data):
     emb = embed_images(tiny, synth_data, cache_dir=None, progress=False)
-    classes = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
+    classnames = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
     templates = ["a photo of a {}.", "a {}", "itap of a {}."]
-    r = prompt_sensitivity(tiny, emb, classes, templates)
-    clf = ZeroShotClassifier.build(tiny, classes, templates)
-    y = np.array([classes.index(v) for v in emb.records["label"]])
+    r = prompt_sensitivity(tiny, emb, classnames, templates)
+    clf = ZeroShotClassifier.build(tiny, classnames, templates)
+    y = np.array([classnames.index(v) for v in emb.records["label"]])
     expected = float((clf.predict(emb.features).top1 == y).mean())
     assert r.per_template.set_index("template").loc[ENSEMBLE, "acc1"] == pytest.approx(expected)

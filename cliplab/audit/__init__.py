@@ -14,7 +14,7 @@ See docs/audit.md.
     result.write("audit-out")   # report.html, metrics.json, groups.csv, predictions.parquet
 
 Layers (each module imports only those below it, also inside functions; tests/audit/test_layers.py):
-1. ``definition`` (the label set), ``adapters`` (images and metadata);
+1. ``definition`` (the label set), ``metadata`` (images and their attribute metadata);
 2. ``stats``, ``metrics``, ``disparities``, ``retrieval``, ``power`` (the numbers);
 3. ``text``, ``report`` (names the page imports), ``html``, ``outputs`` (terminal text, the page,
    files; they read results by their fields, so the result's ``summary()`` / ``write()`` can
@@ -27,7 +27,7 @@ Names are imported on first use, so `cliplab audit --help` does not load scipy a
 from .._lazy import lazy_exports
 
 _EXPORTS = {
-    "adapters": ["AuditImages", "load_audit_images"],
+    "metadata": ["AuditImages", "load_audit_images"],
     "compare": ["AuditComparison", "compare_audits"],
     "definition": ["AuditSpec", "ClassSpec", "TruthSpec", "load_audit_spec"],
     "outputs": ["write_report"],

@@ -16,10 +16,10 @@ import pandas as pd
 
 from ..data import ImageSet, Skip
 from ..errors import InputError
-from .adapters import AuditImages, load_audit_images
 from .compare import AuditComparison, align_spec, compare_audits
 from .definition import AuditSpec, load_audit_spec, select_rows, true_classes
 from .disparities import check_references, compute_disparities
+from .metadata import AuditImages, load_audit_images
 from .metrics import disaggregate, fairness_summary, missing_counts, score_images
 from .result import AuditCounts, AuditResult
 from .retrieval import retrieval_bias

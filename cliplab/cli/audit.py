@@ -28,7 +28,7 @@ from .common import (
 if TYPE_CHECKING:
     from ..audit.definition import AuditSpec
 
-FORMATS = ("auto", "table", "fairface", "utkface", "celeba")  # = adapters.FORMATS (not imported: --help stays fast)
+FORMATS = ("auto", "table", "fairface", "utkface", "celeba")  # = audit.metadata.FORMATS (not imported: fast --help)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

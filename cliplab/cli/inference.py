@@ -75,12 +75,12 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     own: list[str] | None = getattr(images, "classnames", None)
     if not args.classes and not own:
         raise InputError(f"pass --classes: {args.images} has no class list of its own (classnames.txt)")
-    classes = load_classes(args.classes or own or [])
+    classnames = load_classes(args.classes or own or [])
     templates = load_templates(args.templates or getattr(images, "templates", None))
     from ..zeroshot import run_zeroshot
 
     loaded = load_model_from_args(args)
-    result = run_zeroshot(loaded, images, classes, templates, label_column=args.label_column, **embed_kwargs(args))
+    result = run_zeroshot(loaded, images, classnames, templates, label_column=args.label_column, **embed_kwargs(args))
     out = result.write(args.out)
     report_input_notes(images.n_duplicates, result.metrics["truncated_prompts"], result.notes)
     report_skips(result.embeddings.skipped, out)
@@ -88,6 +88,6 @@ def cmd_zeroshot(args: argparse.Namespace) -> int:
     m = result.metrics
     big = not isinstance(m["confusion_matrix"], list)  # too large for metrics.json: a sparse sidecar
     print(f"wrote {out / 'metrics.json'} and {out / 'predictions.csv'}"
-          + (f" (the {len(m['classes'])}x{len(m['classes'])} confusion matrix: {out / 'confusion_matrix.npz'})"
+          + (f" (the {len(m['classnames'])}x{len(m['classnames'])} confusion matrix: {out / 'confusion_matrix.npz'})"
              if big else ""))
     return 0

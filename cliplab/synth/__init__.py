@@ -36,10 +36,10 @@ def synthesize(out_dir: str | Path, config: SynthConfig | None = None, progress:
 
 
 def heldout_lists(dataset: str | Path) -> dict[str, list[str]]:
-    """The zero-shot lists of a scenes-world data set: classes, templates and their held-out versions.
+    """The zero-shot lists of a scenes-world data set: class names, templates and their held-out versions.
 
-    ``dataset`` is the data folder, its metadata.csv or its dataset.json. Keys: ``classes``,
-    ``templates`` (training templates), ``heldout_classes`` (in class order; the truth is the
+    ``dataset`` is the data folder, its metadata.csv or its dataset.json. Keys: ``classnames``,
+    ``templates`` (training templates), ``heldout_classnames`` (in class order; the truth is the
     ``heldout_name`` column) and ``heldout_templates``.
     """
     path = Path(dataset).expanduser()
@@ -47,8 +47,8 @@ def heldout_lists(dataset: str | Path) -> dict[str, list[str]]:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         held = meta["heldout"]
-        return {"classes": list(meta["classes"]), "templates": list(meta["templates"]),
-                "heldout_classes": [held["class_names"][c] for c in meta["classes"]],
+        return {"classnames": list(meta["classes"]), "templates": list(meta["templates"]),
+                "heldout_classnames": [held["class_names"][c] for c in meta["classes"]],
                 "heldout_templates": list(held["templates"])}
     except FileNotFoundError:
         raise InputError(f"{path}: no such file (written by cliplab synth beside metadata.csv)") from None

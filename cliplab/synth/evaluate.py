@@ -44,21 +44,21 @@ def evaluate_world(loaded, data: str | Path, cache_dir: str | Path | None = None
     emb = embed_images(loaded, select(images, {"split": tuple(test_splits)}), cache_dir=cache_dir, progress=progress)
     split = emb.records["split"].astype(str).to_numpy()
 
-    def top1(mask: np.ndarray, classes: list[str], templates: list[str], column: str = "label") -> float:
-        pred = ZeroShotClassifier.build(loaded, classes, templates).predict(emb.features[mask], k=1)
+    def top1(mask: np.ndarray, classnames: list[str], templates: list[str], column: str = "label") -> float:
+        pred = ZeroShotClassifier.build(loaded, classnames, templates).predict(emb.features[mask], k=1)
         truth = emb.records.loc[mask, column].astype(str).to_numpy()
         return float((np.array(pred.labels) == truth).mean())
 
     clean = split == "test"
     zeroshot = {
-        "training templates": top1(clean, lists["classes"], lists["templates"]),
-        "held-out templates": top1(clean, lists["classes"], lists["heldout_templates"]),
-        "held-out class names": top1(clean, lists["heldout_classes"], lists["templates"], "heldout_name"),
+        "training templates": top1(clean, lists["classnames"], lists["templates"]),
+        "held-out templates": top1(clean, lists["classnames"], lists["heldout_templates"]),
+        "held-out class names": top1(clean, lists["heldout_classnames"], lists["templates"], "heldout_name"),
     }
-    styles = {s[len("test-"):]: top1(split == s, lists["classes"], lists["templates"])
+    styles = {s[len("test-"):]: top1(split == s, lists["classnames"], lists["templates"])
               for s in test_splits if s != "test"}
     clean_emb = ImageEmbeddings(emb.features[clean], emb.records[clean].reset_index(drop=True))
-    sens = prompt_sensitivity(loaded, clean_emb, lists["classes"], load_templates("openai-imagenet"))
+    sens = prompt_sensitivity(loaded, clean_emb, lists["classnames"], load_templates("openai-imagenet"))
     return WorldScores(zeroshot, styles, sens.summary, int(clean.sum()))
 
 

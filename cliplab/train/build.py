@@ -212,7 +212,7 @@ def build_eval_data(cfg: TrainConfig, loaded: LoadedModel, log: Callable) -> Eva
         return None
     data = build_eval_set(pairs, loaded.preprocess, clip_model(loaded).visual.preprocess_cfg, cfg.zeroshot_templates,
                           cfg.eval_max_samples, cfg.workers)
-    what = f"zero-shot over {len(data.classes)} classes + retrieval" if data.classes else "retrieval"
+    what = f"zero-shot over {len(data.classnames)} classes + retrieval" if data.classnames else "retrieval"
     log(f"evaluation: {len(data.images)} images from {pairs.source} ({what})"
         + (f"; {data.n_skipped} skipped" if data.n_skipped else ""))
     return data

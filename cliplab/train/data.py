@@ -31,7 +31,7 @@ class PairSet:
     labels: list[str] | None = None
     skipped: list[Skip] = field(default_factory=list)
     templates: list[str] = field(default_factory=list)  # zero-shot templates found beside the data
-    classes: list[str] = field(default_factory=list)  # class order found beside the data
+    classnames: list[str] = field(default_factory=list)  # class order found beside the data
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -39,7 +39,7 @@ class PairSet:
     def head(self, n: int) -> PairSet:
         labels = self.labels[:n] if self.labels is not None else None
         return PairSet(self.paths[:n], self.captions[:n], self.source, labels, self.skipped,
-                       self.templates, self.classes)
+                       self.templates, self.classnames)
 
 
 def is_webdataset(source: str) -> bool:
@@ -99,9 +99,9 @@ def _read_pairs(source: str, role: str, image_column: str, caption_column: str, 
     labels = None
     if label_column and label_column in table.columns:
         labels = table[label_column].astype(str).tolist()
-    templates, classes = _dataset_json(path.parent)
+    templates, classnames = _dataset_json(path.parent)
     return PairSet(table["path"].tolist(), text.astype(str).tolist(), str(source), labels, skipped,
-                   templates, classes)
+                   templates, classnames)
 
 
 def _caption_column(table, requested: str, source: str) -> str:
@@ -153,8 +153,8 @@ def _dataset_json(folder: Path) -> tuple[list[str], list[str]]:
         return [], []
     template = meta.get("template") if isinstance(meta, dict) else None
     templates = [template] if isinstance(template, str) and "{}" in template else []
-    classes = [str(c) for c in meta.get("classes", [])] if isinstance(meta, dict) else []
-    return templates, classes
+    classnames = [str(c) for c in meta.get("classes", [])] if isinstance(meta, dict) else []
+    return templates, classnames
 
 
 def _reasons(skipped: list[Skip]) -> str:

@@ -31,7 +31,7 @@ class EvalSet:
     images: torch.Tensor  # uint8 [N, 3, H, W]
     captions: list[str]
     labels: list[str] | None
-    classes: list[str]
+    classnames: list[str]
     templates: list[str]
     mean: torch.Tensor
     std: torch.Tensor
@@ -46,13 +46,14 @@ def build_eval_set(pairs: PairSet, preprocess: Callable, preprocess_cfg: dict, t
     keep = np.flatnonzero(ok)
     captions = [pairs.captions[i] for i in keep]
     labels = [pairs.labels[i] for i in keep] if pairs.labels is not None else None
-    classes: list[str] = []
+    classnames: list[str] = []
     if labels is not None:
         present = set(labels)
-        classes = [c for c in pairs.classes if c in present] if present <= set(pairs.classes) else sorted(present)
+        classnames = ([c for c in pairs.classnames if c in present] if present <= set(pairs.classnames)
+                      else sorted(present))
     mean = torch.tensor(preprocess_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0
     std = torch.tensor(preprocess_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-    return EvalSet(images, captions, labels, classes, templates or pairs.templates or DEFAULT_TEMPLATES,
+    return EvalSet(images, captions, labels, classnames, templates or pairs.templates or DEFAULT_TEMPLATES,
                    mean, std, len(skipped) + len(pairs.skipped))
 
 
@@ -129,13 +130,13 @@ def evaluate(model: ClipModel, tokenizer: Callable, data: EvalSet, device: torch
         metrics: dict[str, float] = {"eval_images": float(len(img))}
         metrics.update(retrieval_recall(img, data.captions, text_features(encoder, tokenizer, unique, device,
                                                                           autocast).cpu(), unique))
-        if data.labels is not None and len(data.classes) >= 2:
+        if data.labels is not None and len(data.classnames) >= 2:
             fillers = [lambda c, t=t: fill(t, c) for t in data.templates]
             with autocast():
-                weights = open_clip.build_zero_shot_classifier(encoder, tokenizer, data.classes, fillers,
+                weights = open_clip.build_zero_shot_classifier(encoder, tokenizer, data.classnames, fillers,
                                                                num_classes_per_batch=None, device=device)
             logits = img @ weights.float().cpu()
-            zs = topk_metrics(logits, torch.tensor([data.classes.index(lab) for lab in data.labels]), k=5)
+            zs = topk_metrics(logits, torch.tensor([data.classnames.index(lab) for lab in data.labels]), k=5)
             metrics.update(zeroshot_acc1=zs["acc1"], zeroshot_acc5=zs["acc5"],
                            zeroshot_mean_per_class_recall=zs["mean_per_class_recall"])
     finally:

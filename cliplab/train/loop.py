@@ -58,7 +58,7 @@ from .contrastive import ClipModel, ContrastiveModel, TextFeatureCache, clip_mod
 from .distributed import DistInfo, barrier, cleanup, init_distributed
 from .evaluate import EvalSet, evaluate
 from .loaders import CachedBatches
-from .metrics import RunLog
+from .runlog import RunLog
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ._figure import Figure
 SEP = "="  # a class line is "label" or "label = prompt name"
 
 
-def parse_classes(text: str) -> dict[str, str]:
+def parse_classnames(text: str) -> dict[str, str]:
     """Lines of ``label`` or ``label = prompt name`` -> {label: prompt name}; blank lines ignored."""
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -83,7 +83,7 @@ class PromptLab(W.VBox):
     def _build_controls(self, names: dict[str, str], templates: list[str]) -> None:
         lines = "\n".join(k if k == v else f"{k} {SEP} {v}" for k, v in names.items())
         box = {"continuous_update": True, "layout": W.Layout(flex="1 1 200px", min_width="180px", height="160px")}
-        self.classes_box = W.Textarea(lines, description="Classes", **box)
+        self.classnames_box = W.Textarea(lines, description="Classes", **box)
         self.templates_box = W.Textarea("\n".join(templates), description="Templates",
                                         **{**box, "layout": W.Layout(flex="2 1 320px", min_width="240px",
                                                                      height="160px")})
@@ -100,7 +100,7 @@ class PromptLab(W.VBox):
         self.status, self.summary = W.HTML(), W.HTML()
         self.status.add_class("cliplab-status")
         self.attribute.observe(lambda _change: self.update(), names="value")
-        for edited in (self.classes_box, self.templates_box):  # the kernel has the edit: say it is not applied yet
+        for edited in (self.classnames_box, self.templates_box):  # the kernel has the edit: say it is not applied yet
             edited.observe(lambda _change: setattr(self.hint, "value", message_html(PENDING, "warning")),
                            names="value")
         self.apply_button.on_click(lambda _b: self.update())
@@ -110,7 +110,7 @@ class PromptLab(W.VBox):
             warnings.simplefilter("ignore", DeprecationWarning)
             self.new_template.on_submit(lambda _w: self.add_template(self.new_template.value))
         wrap = W.Layout(flex_flow="row wrap", width="100%")
-        self._controls = W.VBox([W.HBox([self.classes_box, self.templates_box], layout=wrap),
+        self._controls = W.VBox([W.HBox([self.classnames_box, self.templates_box], layout=wrap),
                                  W.HBox([self.apply_button, self.hint], layout=wrap),
                                  W.HBox([self.new_template, self.add_button], layout=wrap),
                                  W.HBox([self.drop_select, self.drop_button], layout=wrap), self.attribute])
@@ -161,7 +161,7 @@ class PromptLab(W.VBox):
         """Re-score with the current text boxes; a bad input becomes a message, not an exception."""
         t0 = time.perf_counter()
         try:
-            result = self._scorer_for(parse_classes(self.classes_box.value)).result(self.templates)
+            result = self._scorer_for(parse_classnames(self.classnames_box.value)).result(self.templates)
         except InputError as e:
             return self._say(f"{e} (the charts show the last valid state)", "error")
         self.result = result

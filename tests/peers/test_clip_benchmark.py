@@ -35,8 +35,8 @@ def setup(tmp_path_factory):
            "progress": "false", "tensorboard": "false", "workers": "0", "threads": "1", "eval_every": "0"}
     train(load_train_config(None, cfg))
     test = select(read_images(data), {"split": ("test",)})
-    classes = sorted(set(test.records["label"]))
-    wds = write_wds(test, classes, root / "wds", templates=["a photo of a person holding a {}.", "a {}."],
+    classnames = sorted(set(test.records["label"]))
+    wds = write_wds(test, classnames, root / "wds", templates=["a photo of a person holding a {}.", "a {}."],
                     shard_size=30)
     return root, wds
 

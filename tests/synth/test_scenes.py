@@ -62,9 +62,9 @@ def test_layout_and_lists(ds: tuple) -> None:
     assert len(meta["templates"]) >= 20 and all(len(v) >= 2 for v in meta["class_names"].values())
     lists = heldout_lists(root / "metadata.csv")
     assert lists == heldout_lists(root) == heldout_lists(root / "dataset.json")
-    assert lists["classes"] == meta["classes"] and lists["heldout_templates"] == HELDOUT_TEMPLATES
+    assert lists["classnames"] == meta["classes"] and lists["heldout_templates"] == HELDOUT_TEMPLATES
     assert all(r["heldout_name"] == HELDOUT_NAMES[r["label"]] for r in rows)
-    for name, key in [("classes.txt", "classes"), ("heldout-classes.txt", "heldout_classes"),
+    for name, key in [("classes.txt", "classnames"), ("heldout-classes.txt", "heldout_classnames"),
                       ("templates.txt", "templates"), ("heldout-templates.txt", "heldout_templates")]:
         assert (root / name).read_text().splitlines() == lists[key]
     assert "synthetic" in (root / "README.md").read_text().lower()

@@ -10,7 +10,7 @@ pytest.importorskip("anywidget")  # plotly's FigureWidget needs it
 
 from cliplab.embed import embed_images
 from cliplab.widgets import PromptLab
-from cliplab.widgets.prompt_lab import parse_classes
+from cliplab.widgets.prompt_lab import parse_classnames
 
 CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
 
@@ -51,7 +51,7 @@ def test_adding_a_template_updates_in_place_and_encodes_only_new_prompts(tiny, l
 
 
 def test_editing_class_names_and_attribute(lab):
-    lab.classes_box.value = "\n".join(CLASSES[:-1] + ["phone = <b>mobile</b> \"phone\""])
+    lab.classnames_box.value = "\n".join(CLASSES[:-1] + ["phone = <b>mobile</b> \"phone\""])
     assert "phone" in lab.result.classnames and lab.result.classnames["phone"] == "phone"  # not yet applied
     lab.apply_button.click()
     assert lab.result.classnames["phone"] == '<b>mobile</b> "phone"'
@@ -63,8 +63,8 @@ def test_editing_class_names_and_attribute(lab):
 @pytest.mark.parametrize("box, value, match", [
     ("templates_box", "", "no prompt templates"),
     ("templates_box", "a photo of a thing", "has no {}"),
-    ("classes_box", "kite", "at least 2 classes"),
-    ("classes_box", "kite\nkite", "listed twice"),
+    ("classnames_box", "kite", "at least 2 classes"),
+    ("classnames_box", "kite\nkite", "listed twice"),
 ])
 def test_bad_input_becomes_a_message(lab, box, value, match):
     z = lab.class_figure.data[0].z
@@ -91,8 +91,8 @@ def test_dropping_a_class_and_single_valued_attribute_are_explained(tiny, emb):
     assert lab.group_figure.data == () and "no attribute" in lab.group_figure.layout.title.text
 
 
-def test_parse_classes():
-    assert parse_classes("a\n\nb = bee\n") == {"a": "a", "b": "bee"}
+def test_parse_classnames():
+    assert parse_classnames("a\n\nb = bee\n") == {"a": "a", "b": "bee"}
 
 
 def test_figures_state_holds_every_trace_for_a_late_view(lab):

@@ -1,4 +1,4 @@
-"""cliplab.audit.adapters: FairFace, UTKFace, CelebA and plain tables, with every mismatch counted."""
+"""cliplab.audit.metadata: FairFace, UTKFace, CelebA and plain tables, with every mismatch counted."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from cliplab.audit.adapters import (
+from cliplab.audit.metadata import (
     NO_IMAGE,
     NO_METADATA,
     age_band,
@@ -117,8 +117,8 @@ def test_bad_format_and_unmatched_metadata(tmp_path):
         load_audit_images(tmp_path / "imgs", metadata=meta)
 
 
-def test_cli_format_choices_match_the_adapters():
-    from cliplab.audit import adapters
+def test_cli_format_choices_match_the_metadata_readers():
+    from cliplab.audit import metadata
     from cliplab.cli import audit as audit_command
 
-    assert audit_command.FORMATS == adapters.FORMATS
+    assert audit_command.FORMATS == metadata.FORMATS
