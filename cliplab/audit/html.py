@@ -69,6 +69,8 @@ def metric_label(row: Any, top_k: int | None = None) -> str:
     k = int(k) if k is not None and not pd.isna(k) else top_k
     if metric == "accuracy":
         return "top-1 accuracy"
+    if metric == "derived_accuracy":
+        return f"{cat} accuracy (top-1 class mapped to {cat})"
     if metric == "flagged_rate":
         return f"predicted as {cat} (top-1)" if cat else "predicted as a flagged class (top-1)"
     if metric == "topk_flagged_rate":
@@ -246,7 +248,7 @@ def _rate_charts(result: AuditResult, sub: pd.DataFrame, attr: str) -> list[str]
     flagged = _flagged_index(result)
     charts: list[str] = []
     for (metric, cat), t in sub.groupby(["metric", "category"], sort=False):
-        if metric not in ("flagged_rate", "topk_flagged_rate", "accuracy") and len(charts) >= 6:
+        if metric not in ("flagged_rate", "topk_flagged_rate", "accuracy", "derived_accuracy") and len(charts) >= 6:
             continue
         order = ordered_values(t["group"]) or list(t["group"])
         t = t.set_index("group").loc[[g for g in order if g in set(t["group"])]].reset_index()

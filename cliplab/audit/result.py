@@ -153,8 +153,9 @@ class AuditResult:
     @cached_property
     def predictions(self) -> pd.DataFrame:
         """Per-image table: path, the attributes, truth, prediction, probability, correct,
-        flagged_category (harm category of the top-1 class or empty), topk ('a|b|c') and one
-        boolean ``topk_<category>`` column per harm category."""
+        flagged_category (harm category of the top-1 class or empty), topk ('a|b|c'), one
+        boolean ``topk_<category>`` column per harm category, and per derived grouping its coarse
+        ``prediction_<name>`` and ``truth_<name>`` (empty where the class or truth has none)."""
         s, names = self.scores, self.scores.classnames
         cat_of = {c: cat for cat, cls in self.spec.flagged.items() for c in cls}
         cols = [c for c in ("path", *self.spec.group_by) if c in self.records.columns]
@@ -169,6 +170,9 @@ class AuditResult:
 
         for cat, member in harm_membership(s, self.spec).items():
             t[f"topk_{cat}"] = member
+        for name, d in s.derived.items():  # coarse prediction and truth of each derived grouping
+            t[f"prediction_{name}"] = pd.Categorical.from_codes(d.of_class[s.top1], categories=d.labels)
+            t[f"truth_{name}"] = pd.Categorical.from_codes(d.truth, categories=d.labels)
         return t
 
     @cached_property

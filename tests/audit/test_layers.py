@@ -9,7 +9,7 @@ from pathlib import Path
 import cliplab.audit
 
 PACKAGE = Path(cliplab.audit.__file__).parent
-LAYERS = [{"definition", "adapters"}, {"stats"}, {"metrics"}, {"disparities", "retrieval", "power"},  # numbers
+LAYERS = [{"sections"}, {"definition", "adapters"}, {"stats"}, {"metrics"}, {"disparities", "retrieval", "power"},  # numbers
           {"text"}, {"report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"}, {"variants"}, {"cli_args"}]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
