@@ -18,6 +18,7 @@ import pandas as pd
 from ..html import FLAGGED_COLOUR, REFERENCE_COLOUR, bars_svg, esc, group_colours, number, ordered_values, thumbnail_uri
 from ..html import script_json as script_json  # re-exported: tests and older callers import it from here
 from ..html import table_html as _table
+from .mitigation_report import mitigation_section
 from .report import FLAG_RULE, REFERENCE_RULE, pct
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -429,6 +430,7 @@ def render_html(result: AuditResult, comparison: AuditComparison | None = None, 
     spec = result.spec
     body = [f"<h1>Bias audit: {esc(spec.name)}</h1>", _headline(result), READING_GUIDE, _limitations(result),
             _section_disparities(result), _section_groups(result), _section_comparison(comparison),
+            mitigation_section(result.mitigation),
             _section_retrieval(result), _section_fairness(result), _section_examples(result, thumbnails),
             _section_label_set(result), _section_data(result)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -61,7 +61,13 @@ def compare_label_sets(loaded, images, spec_a: str | Path | AuditSpec | Mapping,
     ``kwargs`` are those of :func:`run_audit` (metadata, format, embed settings).
     """
     prepared = prepare_audit(loaded, images, spec_a, group_by, **kwargs)
-    a = audit_loaded(loaded, prepared)
+    return compare_prepared(loaded, prepared, audit_loaded(loaded, prepared), spec_b)
+
+
+def compare_prepared(loaded, prepared: PreparedAudit, a: AuditResult,
+                     spec_b: str | Path | AuditSpec | Mapping) -> AuditComparison:
+    """Label set B on the images of ``prepared`` (only B's texts are encoded), compared with
+    ``a``, the audit of ``prepared``."""
     b = audit_loaded(loaded, replace(prepared, spec=align_spec(load_audit_spec(spec_b), a.spec)))
     return compare_audits(a, b)
 
