@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from ..html import esc
@@ -93,10 +94,10 @@ def mitigation_section(m: MitigationResult | None) -> str:
              f"of the differences of {m.n_pairs} prompt pairs that differ only in {esc(m.attribute)}, "
              f"&lambda; = {esc(f'{m.lam:g}')}. {esc(diag)}.</p>",
              f"<p>Detected disparities: {', '.join(f'{counts[s]} {s}' for s in STAGES)}.</p>"]
-    o = m.overall.assign(what=[metric_name(r) for _, r in m.overall.iterrows()],
-                         rate_ci=[f"{pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
-                                  for _, r in m.overall.iterrows()],
-                         change_ci=[_change(r) for _, r in m.overall.iterrows()])
+    o = m.overall.assign(what=[metric_name(r) for _, r in m.overall.iterrows()])
+    o = o.iloc[np.argsort(pd.factorize(o["what"])[0], kind="stable")]  # each rate's three classifiers together
+    o = o.assign(rate_ci=[f"{pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]" for _, r in o.iterrows()],
+                 change_ci=[_change(r) for _, r in o.iterrows()])
     parts.append("<h3>Overall rates before and after (the cost)</h3>"
                  '<p class="muted">Change: paired on the same images (Bonett-Price 95% interval, exact McNemar '
                  "p).</p>" + _table(o, [("what", "rate", None), ("method", "classifier", None), ("n", "n", None),

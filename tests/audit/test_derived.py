@@ -114,7 +114,7 @@ def test_a_derived_grouping_needs_a_truth():
 def test_own_truth_column_must_exist_and_match():
     feats, records, w = _world()
     spec = {**SPEC, "derived": {"gender": {"labels": GENDER, "truth": "sexx"}}}
-    with pytest.raises(InputError, match="derived\\['gender'\\].truth column 'sexx' is not in the metadata"):
+    with pytest.raises(InputError, match=r"derived\['gender'\].truth column 'sexx' is not in the metadata"):
         audit_features(feats, records, load_audit_spec(spec), w)
     spec = {**SPEC, "derived": {"gender": {"labels": GENDER, "truth": "sex"}}}  # M/F are not man/woman
     with pytest.raises(InputError, match="derived grouping 'gender': no image has a coarse true label"):

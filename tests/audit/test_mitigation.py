@@ -7,6 +7,7 @@ so the projection has something to remove; the CLI tests use a trained tiny mode
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -61,7 +62,7 @@ def test_calibrated_projection_is_the_closed_form_and_shrinks_the_pairs():
     for lam in (0.0, 10.0, 1000.0):
         assert np.allclose(calibrated_projection(p0, diff, lam), p0 @ np.linalg.inv(np.eye(12) + lam * m))
     gaps = [np.linalg.norm(diff @ calibrated_projection(p0, diff, lam).T, axis=1).mean() for lam in (0, 10, 100, 1000)]
-    assert gaps[0] <= np.linalg.norm(diff, axis=1).mean() and all(a > b for a, b in zip(gaps, gaps[1:]))
+    assert gaps[0] <= np.linalg.norm(diff, axis=1).mean() and all(a > b for a, b in pairwise(gaps))
     assert gaps[-1] < 0.05 * gaps[0]
 
 
@@ -93,7 +94,10 @@ def _mitigated(lam: float | None = None):
     before = audit_features(feats, records, spec, weights, 30.0)
     texts = mitigation_prompts(spec, records)
     tone = {"dark-skinned": e["dark"], "light-skinned": e["light"]}
-    word = lambda text: next(v for w, v in tone.items() if w in text)  # noqa: E731
+
+    def word(text: str) -> np.ndarray:
+        return next(v for w, v in tone.items() if w in text)
+
     bias = _unit(np.stack([e["person"] + 0.8 * word(t) for t in texts.bias]))
     ends = [[_unit(e[a.split()[-1].rstrip(".")] + 0.8 * word(t) + 0.3 * e["person"]) for t in (a, b)]
             for a, b in texts.pairs]
@@ -153,7 +157,7 @@ def test_outputs_carry_the_mitigation(tmp_path):
 
 
 def test_report_escapes_the_prompts(tmp_path):
-    e, feats, records, weights = _world()
+    _, feats, records, weights = _world()
     records["tone"] = records["tone"].map({"dark": "<b>dark</b>", "light": "light"})
     spec = load_audit_spec({**SPEC, "mitigation": {"attribute": "tone"}})
     before = audit_features(feats, records, spec, weights, 30.0)
@@ -176,7 +180,7 @@ def test_report_escapes_the_prompts(tmp_path):
 ])
 def test_bad_mitigation_input(change, attribute, message):
     _, _, records, _ = _world()
-    with pytest.raises(InputError, match=None) as info:
+    with pytest.raises(InputError) as info:
         mitigation_prompts(load_audit_spec({**SPEC, **change}), records, attribute)
     assert message in str(info.value)
 

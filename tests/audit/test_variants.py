@@ -45,7 +45,7 @@ def test_label_variants_build_prompts_and_refuse_class_names(tmp_path):
     with pytest.raises(InputError, match="'kite' is not a flagged class"):
         load_label_variants(f, spec)
     f.write_text("thief: [robber]\nthief: [burglar]\n")  # read like the label sets: a duplicate key is refused
-    with pytest.raises(InputError, match="duplicate key .thief. \\(lines 1 and 2\\)"):
+    with pytest.raises(InputError, match=r"duplicate key 'thief' \(lines 1 and 2\)"):
         load_label_variants(f, spec)
     f.write_text("thief: [robber\n")
     with pytest.raises(InputError, match="not valid YAML"):
