@@ -99,8 +99,9 @@ def _mitigated(lam: float | None = None):
         return next(v for w, v in tone.items() if w in text)
 
     bias = _unit(np.stack([e["person"] + 0.8 * word(t) for t in texts.bias]))
-    ends = [[_unit(e[a.split()[-1].rstrip(".")] + 0.8 * word(t) + 0.3 * e["person"]) for t in (a, b)]
-            for a, b in texts.pairs]
+    noise = np.random.default_rng(5).standard_normal((len(texts.pairs), 2, feats.shape[1])) * 0.1
+    ends = [[_unit(e[a.split()[-1].rstrip(".")] + 0.8 * word(t) + 0.3 * e["person"] + noise[i, j])
+             for j, t in enumerate((a, b))] for i, (a, b) in enumerate(texts.pairs)]  # pairs also differ off A
     diff = np.array([za - zb for za, zb in ends])
     prepared = PreparedAudit(feats, records, spec, AuditCounts(n_images=len(records), n_selected=len(records)))
     return before, texts, mitigate_features(prepared, before, weights, 30.0, texts, bias, diff, lam)
