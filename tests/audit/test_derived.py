@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from cliplab.audit.definition import load_audit_spec
+from cliplab.audit.power import families_per_attribute_set
 from cliplab.audit.run import audit_features
 from cliplab.audit.stats import wilson
 from cliplab.errors import InputError
@@ -70,6 +71,7 @@ def test_derived_accuracy_is_compared_between_groups():
     assert "gender accuracy" in result.summary()
     ranks = result.groups[(result.groups["metric"] == "derived_accuracy") & result.groups["rank"].notna()]
     assert ranks.set_index("group").loc["b", "rank"] == 1  # rank 1 = least accurate
+    assert families_per_attribute_set(result.spec) == result.disparities["family"].nunique() == 4  # the planner agrees
 
 
 def test_own_truth_column_and_outputs(tmp_path):
