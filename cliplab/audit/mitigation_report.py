@@ -30,11 +30,6 @@ def shown_disparities(m: MitigationResult) -> pd.DataFrame:
     return shown.reindex(shown["difference_before"].abs().sort_values(ascending=False).index)
 
 
-def _accuracy_rows(m: MitigationResult) -> pd.DataFrame:
-    o = m.overall
-    return o[o["metric"].isin(["accuracy", "derived_accuracy"])]
-
-
 def _change(r: Any) -> str:
     if r["method"] == "before":
         return ""
