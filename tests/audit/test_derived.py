@@ -85,6 +85,8 @@ def test_own_truth_column_and_outputs(tmp_path):
     assert result.data.truth["with_truth (gender)"] == len(records)
     page = result.write(tmp_path / "out").read_text()
     assert "gender accuracy (top-1 class mapped to gender)" in page
+    assert "Error rates per true class" not in page  # no fine truth: no per-class error rates
+    assert "Error rates per true class" in plain.write(tmp_path / "plain").read_text()
     doc = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert doc["audit"]["derived"]["gender"]["truth"]["column"] == "sex"
     assert any(r["metric"] == "derived_accuracy" for r in doc["groups"])
