@@ -14,13 +14,15 @@ See docs/audit.md.
     result.write("audit-out")   # report.html, metrics.json, groups.csv, predictions.parquet
 
 Layers (each module imports only those below it, also inside functions; tests/audit/test_layers.py):
-1. ``definition`` (the label set), ``metadata`` (images and their attribute metadata);
+1. ``sections`` (truth, derived groupings, mitigation prompts), ``definition`` (the label set),
+   ``metadata`` (images and their attribute metadata);
 2. ``stats``, ``metrics``, ``disparities``, ``retrieval``, ``power`` (the numbers);
-3. ``text``, ``report`` (names the page imports), ``html``, ``outputs`` (terminal text, the page,
-   files; they read results by their fields, so the result's ``summary()`` / ``write()`` can
-   call them);
+3. ``text``, ``report`` (names the page imports), ``mitigation_report``, ``html``, ``outputs``
+   (terminal text, the page, files; they read results by their fields, so the result's
+   ``summary()`` / ``write()`` can call them);
 4. ``result``; 5. ``compare`` (two results, pure); 6. ``run`` (orchestration: ``run_audit``,
-   ``compare_label_sets``); ``cli_args`` on top.
+   ``compare_label_sets``); 7. ``variants`` (wording) and ``mitigation`` (the projection check);
+   ``cli_args`` on top.
 
 Names are imported on first use, so `cliplab audit --help` does not load scipy and statsmodels.
 """
@@ -29,7 +31,9 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "metadata": ["AuditImages", "load_audit_images"],
     "compare": ["AuditComparison", "compare_audits"],
-    "definition": ["AuditSpec", "ClassSpec", "TruthSpec", "load_audit_spec"],
+    "definition": ["AuditSpec", "ClassSpec", "load_audit_spec"],
+    "sections": ["DerivedGrouping", "MitigationSpec", "TruthSpec"],
+    "mitigation": ["MitigationResult", "mitigate", "mitigate_features"],
     "outputs": ["write_report"],
     "power": ["plan_audit"],
     "result": ["AuditCounts", "AuditResult"],

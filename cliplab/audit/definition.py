@@ -18,14 +18,27 @@ from ..configfile import check_keys, did_you_mean, parse_yaml, read_text
 from ..data import where_mask
 from ..errors import InputError
 from ..prompts import DEFAULT_TEMPLATES, load_templates, validate_classes, validate_templates
+from .sections import (
+    DerivedGrouping,
+    MitigationSpec,
+    TruthSpec,
+    parse_derived,
+    parse_mitigation,
+    parse_truth,
+    read_truth,
+    str_list,
+    str_map,
+    validate_derived,
+    validate_mitigation,
+    validate_truth,
+)
 
 INTERSECTION_SEP = " & "  # "tone & age" / "dark & child": how intersections are named (see group_key)
 CORRECTIONS = ("holm", "fdr_bh", "bonferroni", "none")
 REFERENCE_MODES = ("rest", "overall")  # reference of attributes without a configured group (disparities)
 TOP_KEYS = ("name", "description", "classes", "templates", "flagged", "truth", "group_by", "intersections",
             "reference", "reference_mode", "where", "min_group_size", "alpha", "correction", "top_k", "n_boot", "seed",
-            "retrieval")
-TRUTH_KEYS = ("column", "map", "format", "values")
+            "retrieval", "derived", "mitigation")
 RETRIEVAL_KEYS = ("queries", "k")
 CLASS_KEYS = ("name", "prompts")
 
@@ -36,29 +49,6 @@ class ClassSpec:
 
     name: str
     prompts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TruthSpec:
-    """How the true class of an image is read from its metadata.
-
-    Either ``column`` (its values are class names, optionally recoded by ``map``), or ``format``
-    (e.g. ``"{race} {gender}"``) built from attribute columns, each optionally recoded by
-    ``values[column]`` first. Values that do not name a class give "no truth" (counted).
-    """
-
-    column: str | None = None
-    map: Mapping[str, str] = field(default_factory=dict)
-    format: str | None = None
-    values: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    @property
-    def columns(self) -> list[str]:
-        if self.column:
-            return [self.column]
-        import string
-
-        return [f for _, f, _, _ in string.Formatter().parse(self.format or "") if f]
 
 
 @dataclass(frozen=True)
@@ -82,6 +72,8 @@ class AuditSpec:
     seed: int = 0
     retrieval_queries: tuple[str, ...] = ()
     retrieval_k: int = 100
+    derived: tuple[DerivedGrouping, ...] = ()  # coarser labels from the classes (derived_accuracy)
+    mitigation: MitigationSpec = field(default_factory=MitigationSpec)  # prompts of --mitigate projection
     name: str = "audit"
     description: str = ""
     source: str = ""
@@ -121,6 +113,9 @@ class AuditSpec:
         d["flagged"] = {k: list(v) for k, v in self.flagged.items()}
         d["where"] = {k: list(v) for k, v in self.where.items()}
         d["retrieval"] = {"queries": list(d.pop("retrieval_queries")), "k": d.pop("retrieval_k")}
+        d["derived"] = {g.name: {"labels": {k: list(v) for k, v in g.labels.items()},
+                                 "truth": asdict(g.truth) if g.truth else None} for g in self.derived}
+        d["mitigation"] = self.mitigation.to_dict()
         for key in ("templates", "group_by"):
             d[key] = list(d[key])
         return d
@@ -130,6 +125,7 @@ class AuditSpec:
         cols = set(map(str, columns))
         needs = [(c, "group_by") for c in self.group_by] + [(c, "where") for c in self.where]
         needs += [(c, "truth") for c in (self.truth.columns if self.truth else [])]
+        needs += [(c, f"derived[{g.name!r}].truth") for g in self.derived for c in (g.truth.columns if g.truth else [])]
         for col, key in needs:
             if col not in cols:
                 shown = ", ".join(sorted(c for c in cols if c != "path"))
@@ -193,21 +189,6 @@ def _check_keys(data: Mapping, allowed: Sequence[str], where: str) -> None:
     check_keys(data, allowed, where)
 
 
-def _str_list(value: Any, what: str) -> tuple[str, ...]:
-    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        return (str(value),)
-    if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                                       for v in value):
-        return tuple(str(v) for v in value)
-    raise InputError(f"{what} must be a string or a list of strings, got {value!r}")
-
-
-def _str_map(value: Any, what: str) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise InputError(f"{what} must be a mapping, got {value!r}")
-    return {str(k): str(v) for k, v in value.items()}
-
-
 def spec_from_dict(data: Mapping[str, Any], source: str = "audit") -> AuditSpec:
     """Build and validate an AuditSpec from the file format (a parsed YAML mapping)."""
     _check_keys(data, TOP_KEYS, source)
@@ -223,19 +204,19 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "audit") -> AuditSpec:
         if not isinstance(data["flagged"], dict):
             raise InputError(f"{source}: 'flagged' must map a harm category to its classes, "
                              "e.g. {crime-related: [thief, criminal]}")
-        kw["flagged"] = {str(k): _str_list(v, f"{source}: flagged[{k!r}]") for k, v in data["flagged"].items()}
+        kw["flagged"] = {str(k): str_list(v, f"{source}: flagged[{k!r}]") for k, v in data["flagged"].items()}
     if data.get("truth") is not None:
-        kw["truth"] = _truth(data["truth"], source)
+        kw["truth"] = parse_truth(data["truth"], f"{source}: truth")
     for key in ("group_by",):
         if data.get(key) is not None:
-            kw[key] = _str_list(data[key], f"{source}: {key}")
+            kw[key] = str_list(data[key], f"{source}: {key}")
     if data.get("reference") is not None:
-        kw["reference"] = _str_map(data["reference"], f"{source}: reference")
+        kw["reference"] = str_map(data["reference"], f"{source}: reference")
     if data.get("where") is not None:
         w = data["where"]
         if not isinstance(w, dict):
             raise InputError(f"{source}: 'where' must map a column to a value or a list of values")
-        kw["where"] = {str(k): _str_list(v, f"{source}: where[{k!r}]") for k, v in w.items()}
+        kw["where"] = {str(k): str_list(v, f"{source}: where[{k!r}]") for k, v in w.items()}
     for key, kind in (("name", str), ("description", str), ("reference_mode", str), ("min_group_size", int),
                       ("alpha", float),
                       ("correction", str), ("top_k", int), ("n_boot", int), ("seed", int),
@@ -247,9 +228,13 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "audit") -> AuditSpec:
         if not isinstance(r, dict):
             raise InputError(f"{source}: 'retrieval' must be a mapping with 'queries' and optional 'k'")
         _check_keys(r, RETRIEVAL_KEYS, f"{source}: retrieval")
-        kw["retrieval_queries"] = _str_list(r.get("queries", []), f"{source}: retrieval.queries")
+        kw["retrieval_queries"] = str_list(r.get("queries", []), f"{source}: retrieval.queries")
         if r.get("k") is not None:
             kw["retrieval_k"] = _typed(r["k"], int, f"{source}: retrieval.k")
+    if data.get("derived") is not None:
+        kw["derived"] = parse_derived(data["derived"], source)
+    if data.get("mitigation") is not None:
+        kw["mitigation"] = parse_mitigation(data["mitigation"], source)
     return validate_spec(AuditSpec(**kw))
 
 
@@ -277,28 +262,13 @@ def _classes(value: Any, source: str) -> tuple[ClassSpec, ...]:
             _check_keys(entry, CLASS_KEYS, f"{source}: classes[{i}]")
             if "name" not in entry:
                 raise InputError(f"{source}: classes[{i}] has no 'name'")
-            prompts = _str_list(entry.get("prompts") or [], f"{source}: classes[{i}].prompts")
+            prompts = str_list(entry.get("prompts") or [], f"{source}: classes[{i}].prompts")
             out.append(ClassSpec(str(entry["name"]).strip(), prompts))
         elif isinstance(entry, (str, int, float)) and not isinstance(entry, bool):
             out.append(ClassSpec(str(entry).strip()))
         else:
             raise InputError(f"{source}: classes[{i}] must be a name or a {{name, prompts}} mapping, got {entry!r}")
     return tuple(out)
-
-
-def _truth(value: Any, source: str) -> TruthSpec:
-    if isinstance(value, str):
-        return TruthSpec(column=value)
-    if not isinstance(value, dict):
-        raise InputError(f"{source}: 'truth' must be a column name or a mapping (column/map or format/values)")
-    _check_keys(value, TRUTH_KEYS, f"{source}: truth")
-    values = value.get("values") or {}
-    if not isinstance(values, dict):
-        raise InputError(f"{source}: truth.values must map a column to {{value: replacement}}")
-    return TruthSpec(column=str(value["column"]) if value.get("column") is not None else None,
-                     map=_str_map(value.get("map") or {}, f"{source}: truth.map"),
-                     format=str(value["format"]) if value.get("format") is not None else None,
-                     values={str(k): _str_map(v, f"{source}: truth.values[{k!r}]") for k, v in values.items()})
 
 
 # ------------------------------------------------------------------------------ validation
@@ -330,25 +300,11 @@ def validate_spec(spec: AuditSpec) -> AuditSpec:
         if attr not in known:
             raise InputError(f"{where}: reference given for {attr!r}, which is not a group_by attribute "
                              f"({', '.join(known) or 'none'})")
-    _validate_truth(spec.truth, where)
+    validate_truth(spec.truth, where)
+    validate_derived(spec.derived, names, spec.truth is not None, where)
+    validate_mitigation(spec.mitigation, where)
     _validate_numbers(spec, where)
     return spec
-
-
-def _validate_truth(truth: TruthSpec | None, where: str) -> None:
-    if truth is None:
-        return
-    if bool(truth.column) == bool(truth.format):
-        raise InputError(f"{where}: truth needs exactly one of 'column' or 'format'")
-    if truth.format is not None and not truth.columns:
-        raise InputError(f"{where}: truth.format {truth.format!r} names no column; write e.g. '{{race}} {{gender}}'")
-    if truth.map and truth.format:
-        raise InputError(f"{where}: truth.map goes with truth.column; with truth.format use truth.values")
-    if truth.values and truth.column:
-        raise InputError(f"{where}: truth.values goes with truth.format; with truth.column use truth.map")
-    unknown = [c for c in truth.values if c not in truth.columns]
-    if unknown:
-        raise InputError(f"{where}: truth.values recodes {unknown[0]!r}, which truth.format does not use")
 
 
 def _validate_numbers(spec: AuditSpec, where: str) -> None:
@@ -379,34 +335,6 @@ def select_rows(records: pd.DataFrame, spec: AuditSpec) -> pd.Series:
 
 def true_classes(records: pd.DataFrame, spec: AuditSpec) -> tuple[pd.Series, dict[str, int]]:
     """The true class name of each row (``<NA>`` where none) and counts of why some have none."""
-    n = len(records)
     if spec.truth is None:
-        return pd.Series(pd.NA, index=records.index, dtype="string"), {"no_truth_defined": n}
-    t = spec.truth
-    if t.column:
-        raw = records[t.column].astype("string")
-        truth = raw.map(lambda v: t.map.get(v, v) if v is not pd.NA else v).astype("string") if t.map else raw
-        missing = raw.isna()
-    else:
-        parts = {c: records[c].astype("string") for c in t.columns}
-        missing = pd.concat([p.isna() for p in parts.values()], axis=1).any(axis=1)
-        truth = _format_columns(t, parts, records.index)
-    truth = truth.str.strip().mask(missing)
-    known = truth.isin(spec.classnames).fillna(False).astype(bool)
-    counts = {"missing_truth_value": int(missing.sum()),
-              "truth_not_in_label_set": int((~missing & ~known).sum())}
-    return truth.where(known), counts
-
-
-def _format_columns(t: TruthSpec, parts: dict[str, pd.Series], index: pd.Index) -> pd.Series:
-    """``t.format`` filled from whole columns at once (vectorised; a million rows in well under a second)."""
-    import string
-
-    out = pd.Series("", index=index, dtype="string")
-    for literal, name, _, _ in string.Formatter().parse(t.format or ""):
-        out = out + literal
-        if name:
-            col = parts[name].fillna("")
-            recode = t.values.get(name)
-            out = out + (col.replace(dict(recode)) if recode else col)
-    return out
+        return pd.Series(pd.NA, index=records.index, dtype="string"), {"no_truth_defined": len(records)}
+    return read_truth(records, spec.truth, spec.classnames)

@@ -26,7 +26,7 @@ from .definition import REFERENCE_MODES, AuditSpec, group_key
 
 __all__ = ["ALL_GROUPS", "COLUMNS", "DETECT_RULE", "FLAG_RULE", "REFERENCE_MODES", "REFERENCE_RULE", "REST",
            "check_references", "compare_to_reference", "compute_disparities", "empty_disparities"]
-from .metrics import OVERALL
+from .metrics import ACCURACY_METRICS, OVERALL
 from .stats import detectable_difference, difference_interval, family_adjust, fisher_exact, ratio, ratio_interval
 
 DETECT_RULE = ("a disparity is detected when p_adjusted < alpha (Fisher's exact test; Holm within its family, "
@@ -100,7 +100,9 @@ def compare_to_reference(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
 
 def _metric_label(key) -> str:
     metric, category, k = key
-    return "accuracy" if metric == "accuracy" else f"{metric} {category} (top-{k})"
+    if metric in ACCURACY_METRICS:
+        return f"{category} accuracy (derived)" if category else "accuracy"
+    return f"{metric} {category} (top-{k})"
 
 
 def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
@@ -126,7 +128,7 @@ def compute_disparities(groups: pd.DataFrame, spec: AuditSpec) -> pd.DataFrame:
     t["detected"] = (t["p_adjusted"] < spec.alpha) & excludes_zero
     t["flagged"] = t["detected"]  # deprecated name (schema 1); see docs/audit.md
     n_families = t["family"].nunique()
-    direction = np.where(t["metric"] == "accuracy", -1, 1)
+    direction = np.where(t["metric"].isin(ACCURACY_METRICS), -1, 1)
     p0 = np.divide(x0, n0, out=np.zeros(len(t)), where=n0 > 0)
     mdd = detectable_difference(n1, n0, p0, spec.alpha / (n_families * t["family_size"].to_numpy(float)), POWER,
                                 direction)

@@ -18,6 +18,7 @@ import pandas as pd
 from ..html import FLAGGED_COLOUR, REFERENCE_COLOUR, bars_svg, esc, group_colours, number, ordered_values, thumbnail_uri
 from ..html import script_json as script_json  # re-exported: tests and older callers import it from here
 from ..html import table_html as _table
+from .mitigation_report import mitigation_section
 from .report import FLAG_RULE, REFERENCE_RULE, pct
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,6 +70,8 @@ def metric_label(row: Any, top_k: int | None = None) -> str:
     k = int(k) if k is not None and not pd.isna(k) else top_k
     if metric == "accuracy":
         return "top-1 accuracy"
+    if metric == "derived_accuracy":
+        return f"{cat} accuracy (top-1 class mapped to {cat})"
     if metric == "flagged_rate":
         return f"predicted as {cat} (top-1)" if cat else "predicted as a flagged class (top-1)"
     if metric == "topk_flagged_rate":
@@ -246,7 +249,7 @@ def _rate_charts(result: AuditResult, sub: pd.DataFrame, attr: str) -> list[str]
     flagged = _flagged_index(result)
     charts: list[str] = []
     for (metric, cat), t in sub.groupby(["metric", "category"], sort=False):
-        if metric not in ("flagged_rate", "topk_flagged_rate", "accuracy") and len(charts) >= 6:
+        if metric not in ("flagged_rate", "topk_flagged_rate", "accuracy", "derived_accuracy") and len(charts) >= 6:
             continue
         order = ordered_values(t["group"]) or list(t["group"])
         t = t.set_index("group").loc[[g for g in order if g in set(t["group"])]].reset_index()
@@ -359,6 +362,26 @@ def _section_fairness(result: AuditResult) -> str:
             "definitions).</p>" + _table(f, [c for c in cols if c[0] in f.columns], limit=None))
 
 
+def _section_error_rates(result: AuditResult) -> str:
+    """Per single attribute, group and true class: the false negative and false positive rates."""
+    e = result.error_rates
+    e = e[(e["status"] == "ok") & (e["attributes"].map(len) == 1)] if len(e) else e
+    if e.empty:
+        return ""
+    e = e.sort_values("false_negative_rate", ascending=False, kind="stable")
+    e = e.assign(**{name: [f"{pct(r[rate])} [{pct(r[f'{name}_ci_low'])}, {pct(r[f'{name}_ci_high'])}]"
+                           for _, r in e.iterrows()]
+                    for name, rate in (("fnr", "false_negative_rate"), ("fpr", "false_positive_rate"))})
+    cols: list[tuple[str, str, Callable[[Any], str] | None]] = [
+        ("attribute", "attribute", None), ("group", "group", None), ("true_class", "true class", None),
+        ("n_true", "images of the class", None), ("fnr", "missed (false negative rate) [95% CI]", None),
+        ("fpr", "others put into it (false positive rate) [95% CI]", None)]
+    return ("<h2>Error rates per true class</h2><p class=\"muted\">Equalized odds, one class against the rest, per "
+            "group (single attributes; intersections and each group's confusion matrix: metrics.json "
+            "<code>error_rates</code> and <code>AuditResult.confusion()</code>). Highest miss rate first.</p>"
+            + _table(e, cols, limit=100, more="rows"))
+
+
 def _shares(top: Any, pop: Any) -> str:
     if not isinstance(top, dict):
         return "n/a"
@@ -427,7 +450,9 @@ def render_html(result: AuditResult, comparison: AuditComparison | None = None, 
     spec = result.spec
     body = [f"<h1>Bias audit: {esc(spec.name)}</h1>", _headline(result), READING_GUIDE, _limitations(result),
             _section_disparities(result), _section_groups(result), _section_comparison(comparison),
-            _section_retrieval(result), _section_fairness(result), _section_examples(result, thumbnails),
+            mitigation_section(result.mitigation),
+            _section_retrieval(result), _section_fairness(result), _section_error_rates(result),
+            _section_examples(result, thumbnails),
             _section_label_set(result), _section_data(result)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'

@@ -9,21 +9,33 @@ Two routes give the same numbers (tests/audit/test_metrics.py checks that they d
   for users who want fairlearn's API (``.by_group``, ``.difference()``, ``.ratio()``, ...).
 Metric names: ``accuracy`` (top-1, images with a known true class), ``flagged_rate`` (top-1 in a
 harm category), ``class_rate`` (top-1 is one flagged class), ``topk_flagged_rate`` (a class of
-the harm category is among the top k).
+the harm category is among the top k), ``derived_accuracy`` (category: a derived grouping; the
+top-1 class's coarse label equals the image's coarse true label, e.g. gender from race x gender).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .definition import AuditSpec, group_key
+from .sections import derived_truth
 from .stats import wilson
 
 MISSING = "(missing)"
 OVERALL = "(all)"  # the attribute of the overall rows of the groups table (group "all images")
 HARM_METRICS = ("flagged_rate", "class_rate", "topk_flagged_rate")
+ACCURACY_METRICS = ("accuracy", "derived_accuracy")  # higher is better (ranks, detectable differences)
+
+
+@dataclass
+class DerivedCodes:
+    """One derived grouping as codes: the coarse label of each class and each image's coarse truth."""
+
+    labels: list[str]
+    of_class: np.ndarray  # [C] int, coarse label of each class; -1 = in no coarse label
+    truth: np.ndarray  # [N] int, coarse true label of each image; -1 = unknown
 
 
 @dataclass
@@ -35,6 +47,7 @@ class Scores:
     topk: np.ndarray  # [N, k] int32, best first
     truth: np.ndarray  # [N] int32 class index, -1 where unknown
     classnames: list[str]
+    derived: dict[str, DerivedCodes] = field(default_factory=dict)  # grouping name -> codes
 
     def __len__(self) -> int:
         return len(self.top1)
@@ -62,6 +75,18 @@ def score_images(features: np.ndarray, weights: np.ndarray, logit_scale: float, 
         np.exp(logits, out=logits)
         prob[s:s + chunk] = 1.0 / logits.sum(axis=1)
     return Scores(top1, prob, topk, np.asarray(truth, np.int32), list(classnames))
+
+
+def derived_codes(records: pd.DataFrame, spec: AuditSpec, fine_truth: pd.Series) -> dict[str, DerivedCodes]:
+    """The spec's derived groupings as codes; ``fine_truth`` is each row's true class (or <NA>)."""
+    out = {}
+    for g in spec.derived:
+        labels = list(g.labels)
+        index, label_of = {label: i for i, label in enumerate(labels)}, g.label_of()
+        of_class = np.array([index[label_of[c]] if c in label_of else -1 for c in spec.classnames], np.int64)
+        truth = pd.Categorical(derived_truth(records, g, fine_truth), categories=labels).codes.astype(np.int64)
+        out[g.name] = DerivedCodes(labels, of_class, truth)
+    return out
 
 
 # ------------------------------------------------------------------------------ group codes
@@ -121,6 +146,11 @@ def group_counts(codes: np.ndarray, n_groups: int, scores: Scores, spec: AuditSp
     gid = np.arange(n_groups)
     if (scores.truth >= 0).any():
         parts.append(_rows(gid, n, "accuracy", "", 0, correct, n_truth))
+    for name, dc in scores.derived.items():
+        known = dc.truth[ok] >= 0
+        hit = known & (dc.of_class[scores.top1[ok]] == dc.truth[ok])
+        parts.append(_rows(gid, n, "derived_accuracy", name, 0, np.bincount(g, weights=hit, minlength=n_groups),
+                           np.bincount(g, weights=known, minlength=n_groups)))
     for cat, classes in spec.flagged.items():
         cols = [index[c] for c in classes]
         parts.append(_rows(gid, n, "flagged_rate", cat, 1, pred[:, cols].sum(axis=1), n))
@@ -184,7 +214,7 @@ def _overall(scores: Scores, spec: AuditSpec, member: dict[str, np.ndarray]) -> 
 
 def _ranks(table: pd.DataFrame) -> pd.Series:
     ok = (table["status"] == "ok") & (table["attribute"] != OVERALL)
-    harm = np.where(table["metric"] == "accuracy", table["rate"], -table["rate"])
+    harm = np.where(table["metric"].isin(ACCURACY_METRICS), table["rate"], -table["rate"])
     ranks = pd.Series(harm, index=table.index)[ok].groupby(
         [table["attribute"][ok], table["metric"][ok], table["category"][ok], table["k"][ok]]).rank(method="min")
     return ranks.reindex(table.index)

@@ -81,6 +81,10 @@ def metrics_document(result: AuditResult, comparison: AuditComparison | None = N
     }
     if comparison is not None:
         doc["comparison"] = comparison_document(comparison)
+    if result.mitigation is not None:
+        from .mitigation_report import mitigation_document
+
+        doc["mitigation"] = mitigation_document(result.mitigation, records_for_json)
     return doc
 
 
@@ -105,6 +109,9 @@ def write_report(result: AuditResult, out: str | Path, comparison: AuditComparis
                                                   columns=["path", "reason"]))
     if comparison is not None:
         write_table(out / "comparison.csv", comparison.changes)
+    if result.mitigation is not None:
+        write_table(out / "mitigation.csv", result.mitigation.disparities)
+        write_table(out / "mitigation-overall.csv", result.mitigation.overall)
     write_json(out / "metrics.json", metrics_document(result, comparison))
     return write_text(out / "report.html", render_html(result, comparison, thumbnails=thumbnails))
 

@@ -27,9 +27,10 @@ MAX_IMAGES = 10**9
 
 def families_per_attribute_set(spec: AuditSpec) -> int:
     """The families an audit has per attribute set: per harm category its top-1 rate, each class
-    rate (categories of two or more classes), its top-k rate (top_k > 1); accuracy with a truth."""
+    rate (categories of two or more classes), its top-k rate (top_k > 1); accuracy with a truth;
+    one accuracy per derived grouping."""
     per_category = [1 + (len(c) if len(c) > 1 else 0) + (1 if spec.top_k > 1 else 0) for c in spec.flagged.values()]
-    return sum(per_category) + (1 if spec.truth is not None else 0)
+    return sum(per_category) + (1 if spec.truth is not None else 0) + len(spec.derived)
 
 
 def plan_audit(spec: str | Path | AuditSpec | Mapping[str, Any], groups: Mapping[str, int], difference: float,

@@ -11,12 +11,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .definition import AuditSpec, group_key, split_key
 from .metrics import OVERALL, Scores
+
+if TYPE_CHECKING:  # pragma: no cover - type names only (the mitigation sits above the result)
+    from .mitigation import MitigationResult
 
 METRIC_LABELS = {"accuracy": "top-1 accuracy", "flagged_rate": "top-1 rate", "class_rate": "top-1 rate",
                  "topk_flagged_rate": "top-k rate"}
@@ -65,6 +69,8 @@ class AuditResult:
         model: ``identity`` and ``name`` of the model.
         fairness: fairlearn-style summary per (attribute, category): demographic parity
             difference and ratio, and equalized odds difference where the task is binary.
+        mitigation: the mitigation check (:func:`cliplab.audit.mitigate`), when one was run;
+            ``summary()``, ``to_dict()`` and ``write()`` include it.
     """
 
     spec: AuditSpec
@@ -79,6 +85,7 @@ class AuditResult:
     created: str = ""
     version: str = ""
     skipped: list = field(default_factory=list, repr=False)
+    mitigation: MitigationResult | None = field(default=None, repr=False)
 
     # ----------------------------------------------------------------- questions
     @property
@@ -153,8 +160,9 @@ class AuditResult:
     @cached_property
     def predictions(self) -> pd.DataFrame:
         """Per-image table: path, the attributes, truth, prediction, probability, correct,
-        flagged_category (harm category of the top-1 class or empty), topk ('a|b|c') and one
-        boolean ``topk_<category>`` column per harm category."""
+        flagged_category (harm category of the top-1 class or empty), topk ('a|b|c'), one
+        boolean ``topk_<category>`` column per harm category, and per derived grouping its coarse
+        ``prediction_<name>`` and ``truth_<name>`` (empty where the class or truth has none)."""
         s, names = self.scores, self.scores.classnames
         cat_of = {c: cat for cat, cls in self.spec.flagged.items() for c in cls}
         cols = [c for c in ("path", *self.spec.group_by) if c in self.records.columns]
@@ -169,6 +177,9 @@ class AuditResult:
 
         for cat, member in harm_membership(s, self.spec).items():
             t[f"topk_{cat}"] = member
+        for name, d in s.derived.items():  # coarse prediction and truth of each derived grouping
+            t[f"prediction_{name}"] = pd.Categorical.from_codes(d.of_class[s.top1], categories=d.labels)
+            t[f"truth_{name}"] = pd.Categorical.from_codes(d.truth, categories=d.labels)
         return t
 
     @cached_property
@@ -210,9 +221,10 @@ class AuditResult:
     # --------------------------------------------------------------- output
     def summary(self, max_rows: int = 10) -> str:
         """A short plain-text summary for the terminal."""
+        from .mitigation_report import mitigation_text
         from .text import summary_text
 
-        return summary_text(self, max_rows)
+        return "\n".join(filter(None, [summary_text(self, max_rows), mitigation_text(self.mitigation, max_rows)]))
 
     def to_dict(self) -> dict:
         """The metrics.json document (see docs/audit.md for the schema)."""

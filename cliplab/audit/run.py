@@ -20,7 +20,7 @@ from .compare import AuditComparison, align_spec, compare_audits
 from .definition import AuditSpec, load_audit_spec, select_rows, true_classes
 from .disparities import check_references, compute_disparities
 from .metadata import AuditImages, load_audit_images
-from .metrics import disaggregate, fairness_summary, missing_counts, score_images
+from .metrics import derived_codes, disaggregate, fairness_summary, missing_counts, score_images
 from .result import AuditCounts, AuditResult
 from .retrieval import retrieval_bias
 
@@ -61,7 +61,13 @@ def compare_label_sets(loaded, images, spec_a: str | Path | AuditSpec | Mapping,
     ``kwargs`` are those of :func:`run_audit` (metadata, format, embed settings).
     """
     prepared = prepare_audit(loaded, images, spec_a, group_by, **kwargs)
-    a = audit_loaded(loaded, prepared)
+    return compare_prepared(loaded, prepared, audit_loaded(loaded, prepared), spec_b)
+
+
+def compare_prepared(loaded, prepared: PreparedAudit, a: AuditResult,
+                     spec_b: str | Path | AuditSpec | Mapping) -> AuditComparison:
+    """Label set B on the images of ``prepared`` (only B's texts are encoded), compared with
+    ``a``, the audit of ``prepared``."""
     b = audit_loaded(loaded, replace(prepared, spec=align_spec(load_audit_spec(spec_b), a.spec)))
     return compare_audits(a, b)
 
@@ -133,6 +139,12 @@ def audit_features(features: np.ndarray, records: pd.DataFrame, spec: AuditSpec 
     truth, truth_counts = _truth(records, spec)
     codes = pd.Categorical(truth, categories=spec.classnames).codes
     scores = score_images(features, weights, logit_scale, spec.top_k, codes, spec.classnames)
+    scores.derived = derived_codes(records, spec, truth)
+    for name, d in scores.derived.items():
+        truth_counts[f"with_truth ({name})"] = int((d.truth >= 0).sum())
+        if not (d.truth >= 0).any() and len(records):
+            raise InputError(f"derived grouping {name!r}: no image has a coarse true label among "
+                             f"{', '.join(d.labels)}; check its truth (or the audit's truth)")
     groups = disaggregate(records, scores, spec)
     retrieval = retrieval_bias(features, records, queries or {}, list(spec.group_by), spec.retrieval_k,
                                seed=spec.seed)

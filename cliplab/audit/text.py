@@ -32,6 +32,8 @@ def metric_name(r) -> str:
     """'accuracy', or 'top-1 <category>' / 'top-k <category>' for a harm metric row."""
     if r["metric"] == "accuracy":
         return "accuracy"
+    if r["metric"] == "derived_accuracy":
+        return f"{r['category']} accuracy"
     top = f"top-{r['k']}" if r["k"] > 1 else "top-1"
     return f"{top} {r['category']}"
 
@@ -43,7 +45,8 @@ def summary_text(result: AuditResult, max_rows: int = 10) -> str:
              f"({len(result.skipped)} skipped or unmatched; groups by {', '.join(spec.group_by)})"]
     overall = result.overall()
     parts = [f"{metric_name(r)} {pct(r['rate'])} [{pct(r['ci_low'])}, {pct(r['ci_high'])}]"
-             for _, r in overall[overall["metric"].isin(["accuracy", "flagged_rate", "topk_flagged_rate"])].iterrows()]
+             for _, r in overall[overall["metric"].isin(["accuracy", "derived_accuracy", "flagged_rate",
+                                                                               "topk_flagged_rate"])].iterrows()]
     if parts:
         lines.append("overall: " + "; ".join(parts))
     detected, d_all = result.detected(), result.disparities

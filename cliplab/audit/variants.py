@@ -12,8 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
+from ..configfile import parse_yaml, read_text
 from ..errors import InputError
 from ..prompts import TEMPLATE_DIR, fill, template_sets
 from .definition import AuditSpec, ClassSpec
@@ -48,10 +48,7 @@ def load_label_variants(source: str | Path, spec: AuditSpec) -> list[dict[str, s
     path = Path(source).expanduser()
     if not path.is_file():
         raise InputError(f"--label-variants {source}: no such file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
-    except yaml.YAMLError as e:
-        raise InputError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
+    data = parse_yaml(read_text(path, "label variants file"), path)  # duplicate keys refused, as in label sets
     if not isinstance(data, dict) or not data:
         raise InputError(f"{path}: expected a mapping of flagged class -> list of synonyms")
     names = {c.casefold(): c for c in spec.classnames}

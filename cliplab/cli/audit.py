@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     """Add every ``cliplab audit`` option to ``p`` (model and image options included)."""
     add_model_args(p)
-    add_image_args(p)
+    add_image_args(p, required=False)
     g = p.add_argument_group("audit")
     g.add_argument("--labels", required=True, help="audit definition: a YAML file (see audits/), a text file with one "
                    "class per line, or 'a,b,c'")
@@ -71,13 +71,20 @@ def add_audit_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fail-on-disparity", type=float, metavar="THRESHOLD",
                    help=f"exit with code {EXIT_DISPARITY} when a detected disparity has |difference| >= THRESHOLD "
                         "(a proportion, e.g. 0.1 = 10 points); for CI pipelines")
-    add_out_arg(g, "report.html, metrics.json, groups.csv, ...")
+    add_out_arg(g, "report.html, metrics.json, groups.csv, ...", required=False)
     g.add_argument("--reference-mode", choices=["rest", "overall"], help="reference of attributes without a "
                    "--reference group: rest (the other images; default) or overall (all images)")
     g.add_argument("--template-variants", metavar="FILE|SET", help="rerun the audit once per template (a file, one "
                    "per line, or a shipped set such as openai-imagenet); writes wording.csv, marks fragile verdicts")
     g.add_argument("--label-variants", metavar="FILE", help="YAML {flagged class: [synonym, ...]}: rerun once per "
                    "synonym set; writes wording.csv")
+    g.add_argument("--mitigate", choices=["projection"], help="rerun the audit with the attribute's directions "
+                   "projected out of the text classifier (orthogonal and calibrated, Chuang et al. 2023) and report "
+                   "each disparity and the accuracy before and after")
+    g.add_argument("--mitigate-attribute", metavar="ATTRIBUTE", help="with --mitigate: the audited attribute to "
+                   "remove (default: mitigation.attribute of the audit file)")
+    g.add_argument("--mitigate-lambda", type=float, metavar="LAMBDA", help="with --mitigate: the calibration weight "
+                   "(default: mitigation.lambda of the audit file, else 1000)")
     g.add_argument("--plan", type=float, metavar="DIFFERENCE", help="plan instead of audit: images per group "
                    "needed to detect a flagged-rate difference of DIFFERENCE (e.g. 0.05) with --plan-power")
     g.add_argument("--plan-groups", default="", metavar="ATTRIBUTE=N[,...]", help="with --plan: the number of "
@@ -157,6 +164,20 @@ def plan_from_args(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_mitigation(args: argparse.Namespace, spec: AuditSpec, records) -> None:
+    """--mitigate's attribute and prompts checked on the audited rows before the model is loaded."""
+    from ..audit.definition import select_rows
+    from ..audit.mitigation import mitigation_prompts
+
+    if not args.mitigate:
+        if args.mitigate_attribute or args.mitigate_lambda is not None:
+            raise InputError("--mitigate-attribute and --mitigate-lambda go with --mitigate projection")
+        return
+    if args.mitigate_lambda is not None and not args.mitigate_lambda >= 0:
+        raise InputError(f"--mitigate-lambda must be 0 or more, got {args.mitigate_lambda}")
+    mitigation_prompts(spec, records[select_rows(records, spec)], args.mitigate_attribute)
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     """Run ``cliplab audit``: the audit (and the what-if), the report files, the summary, the exit code.
 
@@ -167,6 +188,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from ..audit import load_audit_images
     from ..data import check_where
 
+    for option, value in (("--images", args.images), ("--out", args.out)):
+        if not value:
+            raise InputError(f"{option} is required (except with --plan)")
     if args.fail_on_disparity is not None and not 0 <= args.fail_on_disparity <= 1:
         raise InputError(f"--fail-on-disparity is a difference of rates between 0 and 1, got {args.fail_on_disparity}")
     check_model_args(args)
@@ -179,22 +203,22 @@ def cmd_audit(args: argparse.Namespace) -> int:
     images = load_audit_images(args.images, args.metadata, args.format, args.image_column)
     spec.check_columns(images.images.records.columns, images.images.source)
     check_where(images.images.records, spec.where, images.images.source)
-    from ..audit import compare_label_sets, run_audit
+    _check_mitigation(args, spec, images.images.records)
+    from ..audit.mitigation import mitigate
+    from ..audit.run import audit_loaded, compare_prepared, prepare_audit
 
     loaded = load_model_from_args(args)
+    prepared = prepare_audit(loaded, images, spec, **embed_kwargs(args))
+    result = audit_loaded(loaded, prepared)
+    comparison = compare_prepared(loaded, prepared, result, spec_b) if spec_b is not None else None
+    if args.mitigate:
+        result.mitigation = mitigate(loaded, prepared, result, args.mitigate_attribute, args.mitigate_lambda)
     written = dict(thumbnails=args.thumbnails, predictions_format=args.predictions_format)
-    if spec_b is None:
-        result = run_audit(loaded, images, spec, **embed_kwargs(args))
-        report, comparison = result.write(args.out, **written), None
-    else:
-        comparison = compare_label_sets(loaded, images, spec, spec_b, **embed_kwargs(args))
-        result, report = comparison.a, comparison.write(args.out, **written)
+    report = result.write(args.out, **written) if comparison is None else comparison.write(args.out, **written)
     report_skips(result.skipped, report.parent)
     report_input_notes(result.data.duplicate_rows, sorted(loaded.truncated_texts))
     if wording is not None:
-        from ..audit.run import prepare_audit
-
-        _wording(wording, loaded, prepare_audit(loaded, images, spec, **embed_kwargs(args)), report.parent)
+        _wording(wording, loaded, prepared, report.parent)
     print(result.summary())
     if comparison is not None:
         print(comparison.summary())

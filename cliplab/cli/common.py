@@ -55,10 +55,12 @@ def load_model_from_args(args: argparse.Namespace) -> LoadedModel:
     return loaded
 
 
-def add_image_args(p: argparse.ArgumentParser) -> None:
-    """--images and how they are read and embedded (the embedding cache included)."""
+def add_image_args(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """--images and how they are read and embedded (the embedding cache included); a command
+    that needs --images only in some modes passes ``required=False`` and checks it itself."""
     g = p.add_argument_group("images")
-    g.add_argument("--images", required=True, help="a folder of images (recursive) or a CSV/TSV/Parquet manifest")
+    g.add_argument("--images", required=required, help="a folder of images (recursive) or a CSV/TSV/Parquet "
+                   "manifest" + ("" if required else " (required unless --plan)"))
     g.add_argument("--image-column", help="manifest column with image paths (default: image, filepath, path, ...)")
     g.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default 64)")
     g.add_argument("--workers", type=int, help="image decoding processes (default: up to 2)")
@@ -77,8 +79,9 @@ def add_where_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
                    help="only the rows whose COLUMN holds one of the VALUEs, e.g. split=test (repeatable)")
 
 
-def add_out_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str) -> None:
-    p.add_argument("--out", required=True, help=f"output folder: {what}")
+def add_out_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, what: str, required: bool = True) -> None:
+    p.add_argument("--out", required=required, help=f"output folder: {what}" + ("" if required else
+                                                                                 " (required unless --plan)"))
 
 
 def check_exists(path: str, option: str) -> None:

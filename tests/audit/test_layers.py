@@ -9,8 +9,10 @@ from pathlib import Path
 import cliplab.audit
 
 PACKAGE = Path(cliplab.audit.__file__).parent
-LAYERS = [{"definition", "metadata"}, {"stats"}, {"metrics"}, {"disparities", "retrieval", "power"},  # numbers
-          {"text"}, {"report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"}, {"variants"}, {"cli_args"}]
+LAYERS = [{"sections"}, {"definition", "metadata"}, {"stats"}, {"metrics"},
+          {"disparities", "retrieval", "power"},  # numbers
+          {"text"}, {"report"}, {"mitigation_report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"},
+          {"variants", "mitigation"}, {"cli_args"}]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 

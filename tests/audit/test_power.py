@@ -41,14 +41,21 @@ def test_plan_bad_input(difference, groups, message):
                                                ("0", EXIT_INPUT, "strictly between 0 and 1"),
                                                ("1.5", EXIT_INPUT, "strictly between 0 and 1")])
 def test_cli_plan(cli_main, capsys, tmp_path, plan, code, message):
-    argv = ["audit", "--labels", str(FAIRFACE), "--plan", plan, "--plan-groups", "race=7,gender=2,age=5",
-            "--images", str(tmp_path / "unused"), "--out", str(tmp_path / "unused-out")]
-    assert cli_main(argv) == code
+    argv = ["audit", "--labels", str(FAIRFACE), "--plan", plan, "--plan-groups", "race=7,gender=2,age=5"]
+    assert cli_main(argv) == code  # planning needs no --images and no --out
     out = capsys.readouterr()
     assert message in (out.out if code == EXIT_OK else out.err) and "Traceback" not in out.err
     if code != EXIT_OK:
         assert len(out.err.strip().splitlines()) == 1
-    assert not (tmp_path / "unused-out").exists()
+
+
+@pytest.mark.parametrize("missing", ["--images", "--out"])
+def test_cli_audit_without_plan_needs_images_and_out(cli_main, capsys, tmp_path, missing):
+    given = {"--images": str(tmp_path), "--out": str(tmp_path / "out")}
+    argv = ["audit", "--labels", str(FAIRFACE), *(x for k, v in given.items() if k != missing for x in (k, v))]
+    assert cli_main(argv) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert f"{missing} is required (except with --plan)" in err and len(err.strip().splitlines()) == 1
 
 
 def test_detectable_difference_shrinks_with_size():

@@ -44,6 +44,12 @@ def test_label_variants_build_prompts_and_refuse_class_names(tmp_path):
     f.write_text("kite: [toy]\n")
     with pytest.raises(InputError, match="'kite' is not a flagged class"):
         load_label_variants(f, spec)
+    f.write_text("thief: [robber]\nthief: [burglar]\n")  # read like the label sets: a duplicate key is refused
+    with pytest.raises(InputError, match=r"duplicate key 'thief' \(lines 1 and 2\)"):
+        load_label_variants(f, spec)
+    f.write_text("thief: [robber\n")
+    with pytest.raises(InputError, match="not valid YAML"):
+        load_label_variants(f, spec)
 
 
 def test_cli_wording_marks_fragile_verdicts(cli_main, synth_small, tmp_path, capsys):
