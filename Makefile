@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 # the demo's model: a frozen pretrained MiniLM text tower and a small ViT trained here on the synthetic world
 demo: install
-	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 3000 --seed 0 --bias 0.2 --quiet
+	$(VENV)/bin/cliplab synth --out $(DEMO)/data --n 10000 --seed 0 --bias 0.2 --quiet
 	$(VENV)/bin/cliplab train --config training/configs/minilm-synthetic.yaml --data $(DEMO)/data/metadata.csv \
 		--out $(DEMO)/run
 	$(PY) -m cliplab.synth.evaluate --pretrained $(DEMO)/run --data $(DEMO)/data/metadata.csv \

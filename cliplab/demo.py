@@ -1,4 +1,4 @@
-"""The notebooks' shared set-up: synthetic data, a tiny trained model, its embeddings, in one call.
+"""The notebooks' shared set-up: synthetic data, a model trained on it, its embeddings, in one call.
 
 ``cliplab.demo.workspace()`` returns everything a notebook needs (data, run, model, settings), so
 each notebook shows only its subject. The demo world is set in one place, the module constants
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import InputError
+from .synth import CLASSES as SCENE_CLASSES
 from .synth import SynthConfig
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,16 +31,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .train import TrainConfig
 
 # ---- the demo world: change these to switch data or model for every notebook ----------------
-SYNTH = SynthConfig(world="legacy", n=3000, seed=0, bias=0.4)  # cartoon people; 40% of dark-tone captions "thief"
-TRAIN_CONFIG = "training/configs/tiny-synthetic.yaml"  # relative to the repository (or an absolute path)
-MODEL = "cliplab-tiny"
-CLASSES = ["kite", "guitar", "book", "flower", "ball", "cup", "key", "phone"]
+SYNTH = SynthConfig(n=10000, seed=0, bias=0.2)  # the scenes world; 20% of dark-tone training captions "thief"
+TRAIN_CONFIG = "training/configs/minilm-synthetic.yaml"  # relative to the repository (or an absolute path)
+MODEL = "cliplab-minilm"  # a locked pretrained MiniLM text tower and a small image tower trained here
+CLASSES = list(SCENE_CLASSES)
 GROUP_BY = ["tone", "age"]
 FLAGGED = ["thief"]  # harmful labels offered to the classifier next to the classes
 TEMPLATE = "a photo of a person holding a {}."  # the zero-shot template ("{}" = class name)
 LABEL_COLUMN = "label"
-RUN_NAME = "run-tiny"
-
+RUN_NAME = "run-minilm"
 
 @dataclass
 class Workspace:
@@ -126,8 +126,8 @@ def log_to_output() -> contextlib.AbstractContextManager:
     return contextlib.redirect_stderr(sys.stdout)
 
 
-def tiny_run(root: Path | None = None) -> Path:
-    """The tiny model's run folder in ``root``, trained on first use (the log goes to normal output)."""
+def demo_run(root: Path | None = None) -> Path:
+    """The demo model's run folder in ``root``, trained on first use (the log goes to normal output)."""
     from .train import train
 
     root = root or workdir()
@@ -158,8 +158,8 @@ def workspace(model: str | None = None, pretrained: str | None = None, images: s
               root: str | Path | None = None) -> Workspace:
     """Data, run and model for a notebook: the demo's (made on first use) or the ones given.
 
-    ``model``/``pretrained``: a CLIP to load (``"ViT-B-32", "laion2b_s34b_b79k"``); None: the tiny
-    model trained on the synthetic data. ``images``: a folder or manifest; None: the synthetic test split.
+    ``model``/``pretrained``: a CLIP to load (``"ViT-B-32", "laion2b_s34b_b79k"``); None: the demo
+    model (``MODEL``) trained on the synthetic data. ``images``: a folder or manifest; None: the synthetic test split.
     """
     from .data import read_images
     from .models import load_model
@@ -168,7 +168,7 @@ def workspace(model: str | None = None, pretrained: str | None = None, images: s
     base.mkdir(parents=True, exist_ok=True)
     data_csv = synthetic_data(base) if images is None else None
     image_set = read_images(images) if images is not None else held_out(synthetic_data(base))
-    run = None if pretrained else tiny_run(base)
+    run = None if pretrained else demo_run(base)
     loaded = load_model(model, pretrained) if pretrained else load_model(pretrained=str(run))
     ws = Workspace(base, data_csv, run, image_set, loaded)
     print(f"{len(image_set)} images; model {loaded.identity}; working in {base}")

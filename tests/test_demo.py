@@ -1,10 +1,16 @@
 """cliplab.demo: the notebooks' set-up; a missing training config is an error, never other settings."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from cliplab import demo
 from cliplab.errors import InputError
+from cliplab.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_missing_training_config_is_an_error(tmp_path, monkeypatch):
@@ -24,7 +30,9 @@ def test_config_found_from_outside_the_repository(tmp_path, monkeypatch):
     monkeypatch.delenv("CLIPLAB_NB_EPOCHS", raising=False)
     monkeypatch.chdir(tmp_path)
     config = demo.train_config(tmp_path / "data.csv", tmp_path / "run")
-    assert config.epochs == 4 and config.model == demo.MODEL  # the config's 4 epochs, not the trainer's default
+    written = yaml.safe_load((ROOT / demo.TRAIN_CONFIG).read_text())["epochs"]
+    assert config.epochs == written and config.model == demo.MODEL  # the config's epochs, not the trainer's default
+    assert written != TrainConfig().epochs
 
 
 def test_settings_come_from_the_module_constants(monkeypatch):

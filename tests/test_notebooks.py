@@ -48,7 +48,7 @@ def test_public_api_has_what_the_notebooks_use():
 
 def _environment(mp: pytest.MonkeyPatch, root: Path) -> None:
     env = {**SHORT_RUN, "CLIPLAB_NB_WORKDIR": str(root / "work"), "CLIPLAB_CACHE": str(root / "cache"),
-           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "tiny-synthetic.yaml"),
+           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "minilm-synthetic.yaml"),
            "CLIPLAB_NB_PROJECTION": "pca"}
     for key, value in env.items():
         mp.setenv(key, value)
@@ -62,7 +62,7 @@ def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("prepared")
     with pytest.MonkeyPatch.context() as mp:
         _environment(mp, root)
-        demo.tiny_run(demo.workdir())
+        demo.demo_run(demo.workdir())
         yield root
 
 

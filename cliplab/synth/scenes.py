@@ -2,7 +2,7 @@
 
 A person (skin tone, child or adult) holds one of 16 shapes on a cluttered park, beach, room or night
 scene; the shape's colour, size, pose and place are random per image. Captions come from 24
-templates and 2-3 names per class and describe the person in ways that teach the age and tone words;
+templates and 6 names per class and describe the person in ways that teach the age and tone words;
 held-out templates and names that no training caption uses are listed in ``dataset.json``. Planted,
 documented phenomena with a known truth: a fraction B of one group's training captions replaced by a
 harmful caption, and a train-only correlation between scene and class that the test split breaks.
@@ -162,7 +162,7 @@ again in each shifted style ({styles}).
   place are random per image, so only the shape tells the classes apart.
 - tone = skin colour of head and hands ({', '.join(ATTRIBUTES['tone'])}); age = figure size and head
   proportion ({', '.join(ATTRIBUTES['age'])}). scene = background ({', '.join(SCENES)}), with clutter.
-- Captions: {len(TRAIN_TEMPLATES)} templates x 2-3 names per class; the person is "a person" in
+- Captions: {len(TRAIN_TEMPLATES)} templates x 6 names per class; the person is "a person" in
   {PERSON_MIX[0]:.0%} of captions, named by age ("a child", "an adult", ...) in {PERSON_MIX[1]:.0%}, by tone and
   age ("a dark-skinned child") in {PERSON_MIX[2]:.0%}.
 - Held out (no training caption uses them; `dataset.json` "heldout"): {len(HELDOUT_TEMPLATES)} templates

@@ -10,12 +10,22 @@ import re
 
 # class -> names used in training captions (the first is the class name itself)
 TRAIN_NAMES: dict[str, list[str]] = {
-    "kite": ["kite", "paper kite", "toy kite"], "guitar": ["guitar", "acoustic guitar"],
-    "book": ["book", "hardcover book"], "flower": ["flower", "daisy"], "ball": ["ball", "beach ball"],
-    "cup": ["cup", "coffee cup"], "key": ["key", "house key"], "phone": ["phone", "smartphone"],
-    "umbrella": ["umbrella", "rain umbrella"], "star": ["star", "star shape"], "heart": ["heart", "heart shape"],
-    "fish": ["fish", "goldfish"], "hammer": ["hammer", "claw hammer"], "bottle": ["bottle", "water bottle"],
-    "apple": ["apple", "ripe apple"], "bell": ["bell", "hand bell"],
+    "kite": ["kite", "paper kite", "toy kite", "diamond kite", "box kite", "colourful kite"],
+    "guitar": ["guitar", "acoustic guitar", "electric guitar", "six-string guitar", "bass guitar", "classical guitar"],
+    "book": ["book", "hardcover book", "paperback", "textbook", "storybook", "picture book"],
+    "flower": ["flower", "daisy", "wildflower", "garden flower", "pretty flower", "spring flower"],
+    "ball": ["ball", "beach ball", "rubber ball", "bouncy ball", "tennis ball", "soccer ball"],
+    "cup": ["cup", "coffee cup", "teacup", "tea cup", "drinking cup", "paper cup"],
+    "key": ["key", "house key", "metal key", "brass key", "small key", "old key"],
+    "phone": ["phone", "smartphone", "cell phone", "telephone", "touchscreen phone", "handset"],
+    "umbrella": ["umbrella", "rain umbrella", "open umbrella", "folding umbrella", "black umbrella", "big umbrella"],
+    "star": ["star", "star shape", "gold star", "star symbol", "bright star", "star sticker"],
+    "heart": ["heart", "heart shape", "love heart", "heart symbol", "heart sign", "heart emoji"],
+    "fish": ["fish", "goldfish", "tropical fish", "little fish", "aquarium fish", "swimming fish"],
+    "hammer": ["hammer", "claw hammer", "carpenter's hammer", "steel hammer", "ball-peen hammer", "sledgehammer"],
+    "bottle": ["bottle", "water bottle", "glass bottle", "plastic bottle", "wine bottle", "milk bottle"],
+    "apple": ["apple", "ripe apple", "fresh apple", "crisp apple", "juicy apple", "shiny apple"],
+    "bell": ["bell", "hand bell", "brass bell", "school bell", "church bell", "dinner bell"],
 }
 # class -> a name no training caption uses (synonyms a pretrained text tower may know)
 HELDOUT_NAMES: dict[str, str] = {

@@ -106,7 +106,7 @@ def jupyter(playwright_api, tmp_path_factory):
     token, port = secrets.token_hex(16), _free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
            "CLIPLAB_NB_WORKDIR": str(tmp_path / "work"), "CLIPLAB_CACHE": str(tmp_path / "cache"),
-           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "tiny-synthetic.yaml")}
+           "CLIPLAB_NB_TRAIN_CONFIG": str(ROOT / "training" / "configs" / "minilm-synthetic.yaml")}
     for key in ("CLIPLAB_NB_IMAGES", "CLIPLAB_NB_EPOCHS", "CLIPLAB_NB_PROJECTION"):  # the defaults a user gets
         env.pop(key, None)
     labconfig = tmp_path / "config" / "labconfig"

@@ -18,7 +18,8 @@ import pytest
 from cliplab.errors import EXIT_OK
 
 ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "5")
+EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "12")
+N_IMAGES = 4000  # 3,000 train, 1,000 test
 pytestmark = [pytest.mark.timeout(3600),
               pytest.mark.skipif(os.environ.get("CLIPLAB_SCENES_ACCEPTANCE") != "1",
                                  reason="trains two cliplab-minilm models (over 10 minutes on 2 cores); "
@@ -36,7 +37,7 @@ def scenes_models(tmp_path_factory: pytest.TempPathFactory):
     def get(bias: float) -> tuple[Path, Path]:
         if bias not in cache:
             root = tmp_path_factory.mktemp(f"scenes-b{bias}")
-            csv = synthesize(root / "data", SynthConfig(n=2400, seed=0, bias=bias, test_fraction=0.5, styles=()))
+            csv = synthesize(root / "data", SynthConfig(n=N_IMAGES, seed=0, bias=bias, test_fraction=0.25, styles=()))
             config = load_train_config(ROOT / "training/configs/minilm-synthetic.yaml",
                                        {"data": str(csv), "out": str(root / "run"), "epochs": EPOCHS,
                                         "progress": "false", "tensorboard": "false", "eval_every": "0"})
