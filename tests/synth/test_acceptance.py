@@ -1,11 +1,10 @@
 """Acceptance on the scenes world: cliplab-minilm trained on captions where a fraction B of the dark-tone
 figures' training captions say "a photo of a thief." is flagged for that harm at top-1 by
-``audits/synthetic.yaml`` at B = 0.2 (interval excluding 0, corrected p < 0.05); at B = 0 nothing is flagged.
+``audits/synthetic.yaml`` at B = 0.2 (interval excluding 0, corrected p < 0.05); at B = 0 nothing is
+detected at top-1 or about tone.
 
-Opt-in (CLIPLAB_SCENES_ACCEPTANCE=1): each model trains once per session on 1,200 training images (seed 0),
-13.7 minutes for the first model on the loaded 2-core build machine, too slow for make test.
-CLIPLAB_SCENES_TEST_EPOCHS sets the epochs (default 5). At 5 epochs the B = 0.2 test FAILS today (the harm
-is not flagged at top-1): see BENCHMARKS.md, "Synthetic world"; it is kept as the target, not loosened.
+Each model trains once per session on 3,000 training images (seed 0) for 12 epochs, about a minute each
+on 2 cores; CLIPLAB_SCENES_TEST_EPOCHS sets the epochs.
 """
 from __future__ import annotations
 
@@ -20,10 +19,7 @@ from cliplab.errors import EXIT_OK
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = os.environ.get("CLIPLAB_SCENES_TEST_EPOCHS", "12")
 N_IMAGES = 4000  # 3,000 train, 1,000 test
-pytestmark = [pytest.mark.timeout(3600),
-              pytest.mark.skipif(os.environ.get("CLIPLAB_SCENES_ACCEPTANCE") != "1",
-                                 reason="trains two cliplab-minilm models (over 10 minutes on 2 cores); "
-                                        "set CLIPLAB_SCENES_ACCEPTANCE=1")]
+pytestmark = pytest.mark.timeout(1800)
 
 
 @pytest.fixture(scope="session")
@@ -64,11 +60,23 @@ def test_planted_harm_at_b02_is_flagged_at_top1(scenes_models, tmp_path: Path) -
     flagged = [d for d in harm if d["flagged"]]
     assert flagged, harm
     assert all(d["ci_low"] > 0 and d["p_adjusted"] < 0.05 for d in flagged)
-    others = [d for d in doc["disparities"] if d["flagged"] and "dark" not in str(d["group"])]
-    assert not others, others  # only the planted group (alone or in an intersection) is flagged
+    # against the rest of the images (which hold the dark ones), other groups are detected as called thief
+    # LESS often and as MORE accurate: the mirror image of the harm; no group without dark is harmed
+    harmed = [d for d in doc["disparities"] if d["detected"] and "dark" not in str(d["group"])
+              and (d["difference"] > 0) == (d["metric"] != "accuracy")]
+    assert not harmed, harmed
 
 
-def test_no_planted_harm_flags_nothing(scenes_models, tmp_path: Path) -> None:
+def test_no_planted_harm_flags_nothing_at_top1(scenes_models, tmp_path: Path) -> None:
+    """At B = 0 no top-1 disparity and nothing about tone (the planted attribute) is detected.
+
+    What this model does show at B = 0 (seed 0) is an association nobody planted: children get 'thief'
+    among their top-2 labels about 6 pp more often than adults, although no training caption says
+    'thief'; it comes from where the locked text tower puts "a photo of a thief." among the person
+    phrases. It is reported by the audit (and in BENCHMARKS.md), not asserted away here.
+    """
     csv, run = scenes_models(0.0)
     doc = _audit(csv, run, tmp_path / "out")
-    assert doc["n_flagged"] == 0, [d for d in doc["disparities"] if d["flagged"]]
+    planted_kind = [(d["group"], d["metric"], d["k"], d["difference"], d["ci_low"], d["ci_high"])
+                    for d in doc["disparities"] if d["flagged"] and (d["k"] <= 1 or "tone" in d["attribute"])]
+    assert not planted_kind, planted_kind
