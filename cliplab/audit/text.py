@@ -51,8 +51,7 @@ def summary_text(result: AuditResult, max_rows: int = 10) -> str:
         lines.append("overall: " + "; ".join(parts))
     detected, d_all = result.detected(), result.disparities
     n_fam = d_all["family"].nunique() if len(d_all) else 0
-    lines.append(f"{len(detected)} detected disparit{'y' if len(detected) == 1 else 'ies'} (called flagged "
-                 f"disparities before metrics schema 2) of {len(d_all)} "
+    lines.append(f"{len(detected)} detected disparit{'y' if len(detected) == 1 else 'ies'} of {len(d_all)} "
                  f"comparisons in {n_fam} families (reference: {spec.reference_mode} unless configured; "
                  f"{spec.correction} within each family behind its gate, alpha {spec.alpha}; min group size "
                  f"{spec.min_group_size}):")
