@@ -30,14 +30,17 @@ from pathlib import Path
 import pytest
 from chromium import ARTIFACTS, ROOT, launch, require_browser
 
-NOTEBOOKS = ["01_train_and_load", "02_prompt_sensitivity", "03_embedding_geometry", "04_bias_audit"]
+NOTEBOOKS = ["01_train_and_load", "02_prompt_sensitivity", "03_embedding_geometry", "04_bias_audit",
+             "05_robustness_and_probes"]
 # Charts each notebook shows (widget CSS class -> number of plotly figures) and the viewport it runs in.
 CHARTS = {"01_train_and_load": {}, "02_prompt_sensitivity": {"cliplab-prompt-lab": 2},
-          "03_embedding_geometry": {"cliplab-explorer": 1}, "04_bias_audit": {"cliplab-audit-dashboard": 1}}
+          "03_embedding_geometry": {"cliplab-explorer": 1}, "04_bias_audit": {"cliplab-audit-dashboard": 1},
+          "05_robustness_and_probes": {}}
 VIEWPORTS = {"01_train_and_load": (1280, 800), "02_prompt_sensitivity": (1400, 900),
-             "03_embedding_geometry": (1280, 640), "04_bias_audit": (1000, 1400)}
+             "03_embedding_geometry": (1280, 640), "04_bias_audit": (1000, 1400),
+             "05_robustness_and_probes": (1280, 800)}
 RESIZED = (820, 700)  # every chart is checked again at this size
-RUN_ALL_SECONDS = 420  # a notebook that must train first (any order works: the workspace trains if needed)
+RUN_ALL_SECONDS = 720  # a notebook that trains first: 10,000 images + ~4.5 min (any order: the workspace trains)
 NEW_TEMPLATE = "a watercolor painting of a {}."
 REPRO = "repro_late_vbox.ipynb"
 
