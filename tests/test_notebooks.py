@@ -74,8 +74,10 @@ def empty(tmp_path):
 
 
 def test_01_trains_in_an_empty_folder(empty):
+    from cliplab import demo
+
     _run("01_train_and_load", empty)
-    assert (empty / "work" / "run-tiny" / "final").is_dir()
+    assert (empty / "work" / demo.RUN_NAME / "final").is_dir()
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS[1:])
