@@ -91,6 +91,25 @@ def synthetic_data(root: Path | None = None) -> Path:
     return csv
 
 
+def repo_file(relative: str) -> Path | None:
+    """``relative`` (e.g. ``audits/synthetic-people.yaml``) in the working folder or a parent of it, else in the
+    source tree this package was installed from; None when it is in none of them."""
+    if Path(relative).is_absolute():
+        return Path(relative) if Path(relative).is_file() else None
+    here = Path.cwd()
+    candidates = [p / relative for p in (here, *here.parents, Path(__file__).resolve().parents[1])]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def audit_file(name: str) -> Path:
+    """A label set shipped in the repository's ``audits/`` folder (``"synthetic-people.yaml"``)."""
+    found = repo_file(f"audits/{name}")
+    if found is None:
+        raise InputError(f"cannot find audits/{name} (looked in {Path.cwd()}, its parents and the cliplab source "
+                         "tree): start JupyterLab from the repository")
+    return found
+
+
 def train_config_path() -> Path:
     """The training config: ``CLIPLAB_NB_TRAIN_CONFIG``, else ``TRAIN_CONFIG`` found from here or the package."""
     given = os.environ.get("CLIPLAB_NB_TRAIN_CONFIG")
@@ -98,12 +117,7 @@ def train_config_path() -> Path:
         if not Path(given).is_file():
             raise InputError(f"CLIPLAB_NB_TRAIN_CONFIG={given} is not a file")
         return Path(given)
-    if Path(TRAIN_CONFIG).is_absolute():
-        candidates = [Path(TRAIN_CONFIG)]
-    else:  # the working folder and its parents, then the source tree this package was installed from
-        here = Path.cwd()
-        candidates = [p / TRAIN_CONFIG for p in (here, *here.parents, Path(__file__).resolve().parents[1])]
-    found = next((p for p in candidates if p.is_file()), None)
+    found = repo_file(TRAIN_CONFIG)
     if found is None:
         raise InputError(f"cannot find the training config {TRAIN_CONFIG} (looked in {Path.cwd()}, its parents "
                          "and the cliplab source tree): start JupyterLab from the repository or set "
