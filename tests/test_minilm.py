@@ -174,3 +174,26 @@ def test_one_distinct_caption_is_an_input_error(synth_data, tmp_path):
         train(load_train_config(None, values))
     assert main(["train", "--data", str(one), "--out", str(tmp_path / "run2"), "--set", "progress=false"]) \
         == EXIT_INPUT
+
+
+def test_evaluation_through_the_cache_equals_the_towers_own(minilm):
+    """Training's evaluation encodes prompts and captions through the cache: the same metrics as the tower."""
+    from contextlib import nullcontext
+
+    from cliplab.train.evaluate import EvalSet, evaluate
+
+    clip = minilm.model.eval()
+    clip.lock_text_tower()
+    gen = torch.Generator().manual_seed(0)
+    labels = ["kite", "cup", "key", "kite", "cup", "key"]
+    data = EvalSet(torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=gen),
+                   [f"a photo of a person holding a {c}." for c in labels], labels, ["kite", "cup", "key"],
+                   ["a photo of a {}.", "a drawing of a person holding a {}."],
+                   torch.full((1, 3, 1, 1), 120.0), torch.full((1, 3, 1, 1), 60.0))
+    cache = TextFeatureCache(locked_hf_tower(clip))
+    direct = evaluate(clip, minilm.tokenizer, data, torch.device("cpu"), nullcontext)
+    cached = evaluate(clip, minilm.tokenizer, data, torch.device("cpu"), nullcontext,
+                      ContrastiveModel(clip, text_cache=cache))
+    assert len(cache) == 3 + 3 * 2  # the captions and the prompts, each through the tower once
+    assert cached.keys() == direct.keys() and "zeroshot_acc1" in cached
+    assert all(abs(cached[k] - direct[k]) < 1e-9 for k in direct), (cached, direct)
