@@ -3,8 +3,9 @@
 The probe is scikit-learn's logistic regression (L-BFGS) with the regularisation strength C swept on a
 validation split of the training data (a coarse log grid, then a finer one around the best). k-shot probes
 draw k examples per class from the rest of the training data (several seeds) and are tuned on the same
-validation split, as CLIP_benchmark's few-shot probe does. The zero-shot classifier is placed on the k-shot
-curve by log-linear interpolation: "zero-shot is worth k labelled examples per class" (the paper's fig. 6).
+validation split, as CLIP_benchmark's few-shot probe does; all of them are fitted in parallel (joblib). The
+zero-shot classifier is placed on the k-shot curve by log-linear interpolation: "zero-shot is worth k labelled
+examples per class" (the paper's fig. 6).
 """
 from __future__ import annotations
 
@@ -62,8 +63,8 @@ class LinearProbe:
 
 
 def _floats(x: np.ndarray) -> np.ndarray:
-    """float32 stays float32 (cached embeddings are float32; sklearn's L-BFGS loss runs in it, about twice as
-    fast), anything else becomes float64."""
+    """float32 stays float32 (cached embeddings are float32, and sklearn's L-BFGS loss runs in it, about 20 %
+    faster on 10,000 x 512), anything else becomes float64."""
     x = np.asarray(x)
     return x if x.dtype == np.float32 else np.asarray(x, dtype=np.float64)
 
