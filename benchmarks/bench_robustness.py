@@ -6,12 +6,16 @@
 2. A full corruption sweep (15 corruptions x 5 severities) over N images on the same model: seconds spent
    corrupting (imagecorruptions, PNG writing) vs encoding (embed_images over the corrupted files).
 
-    .venv/bin/python benchmarks/bench_robustness.py [--n 1000] [--peer .venv-peers/bin/python] [--skip-sweep]
+    .venv/bin/python benchmarks/bench_robustness.py [--n 1000] [--peer .venv-peers/bin/python] [--repeat 3]
+        [--skip-sweep] [--skip-zeroshot] [--work DIR]
+
+``--work DIR`` keeps the synthetic data, the trained model and the shards in DIR and reuses them on the next run.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,36 +42,56 @@ def timed(cmd: list[str], env: dict) -> tuple[float, str]:
     return time.perf_counter() - start, proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
 
 
+def prepare(tmp: Path, n: int) -> tuple[ImageSet, ImageSet, Path]:
+    """Synthetic data, one epoch of cliplab-tiny on it and its test split as wds shards (each made once)."""
+    from cliplab.evalsets import write_wds
+    from cliplab.train import load_train_config, train
+
+    data = tmp / "data" / "metadata.csv"
+    if not data.is_file():
+        synthesize(data.parent, SynthConfig(n=n, seed=0))
+    if not (tmp / "run" / "final").is_dir():
+        train(load_train_config(None, {"data": str(data), "out": str(tmp / "run"), "epochs": "1",
+                                       "progress": "false", "tensorboard": "false", "workers": "0",
+                                       "eval_every": "0"}))
+    everything = read_images(data)
+    test = ImageSet(everything.records[everything.records["split"] == "test"].reset_index(drop=True), "test")
+    wds = tmp / "wds"
+    if not (wds / "test").is_dir():
+        write_wds(test, sorted(set(test.records["label"])), wds, templates=["a photo of a person holding a {}."])
+    return everything, test, wds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000, help="images for the corruption sweep")
     ap.add_argument("--peer", default=".venv-peers/bin/python")
+    ap.add_argument("--repeat", type=int, default=3, help="zero-shot comparisons, back to back")
     ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--skip-zeroshot", action="store_true")
+    ap.add_argument("--work", type=Path, help="keep (and reuse) the data, model and shards here")
     a = ap.parse_args()
-    from cliplab.evalsets import write_wds
-    from cliplab.train import load_train_config, train
-
-    tmp = Path(tempfile.mkdtemp(prefix="bench-rob-"))
-    data = synthesize(tmp / "data", SynthConfig(n=max(600, a.n + 300), seed=0))
-    train(load_train_config(None, {"data": str(data), "out": str(tmp / "run"), "epochs": "1", "progress": "false",
-                                   "tensorboard": "false", "workers": "0", "eval_every": "0"}))
-    everything = read_images(data)
-    test = ImageSet(everything.records[everything.records["split"] == "test"].reset_index(drop=True), "test")
-    classnames = sorted(set(test.records["label"]))
-    wds = write_wds(test, classnames, tmp / "wds", templates=["a photo of a person holding a {}."])
+    tmp = a.work or Path(tempfile.mkdtemp(prefix="bench-rob-"))
+    everything, test, wds = prepare(tmp, max(600, a.n + 300))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}")
-    if Path(a.peer).is_file():
-        ours_s, ours = timed([sys.executable, "-c", OURS, str(tmp / "run"), str(wds), str(tmp / "x")], env)
-        peer_s, _ = timed([a.peer, "-m", "clip_benchmark.cli", "eval", "--dataset", "wds/synth", "--dataset_root",
-                           str(wds), "--model", f"local-dir:{tmp / 'run' / 'final'}", "--no_amp", "--num_workers",
-                           "0", "--output", str(tmp / "peer.json")], env)
-        print(f"| zero-shot, {len(test)} images, end to end | cliplab {ours_s:.1f} s | clip-benchmark {peer_s:.1f} s "
-              f"| ratio {peer_s / ours_s:.2f} | cliplab acc1/acc5/mpcr {ours} |")
+    if Path(a.peer).is_file() and not a.skip_zeroshot:
+        ours_cmd = [sys.executable, "-c", OURS, str(tmp / "run"), str(wds)]
+        peer_cmd = [a.peer, "-m", "clip_benchmark.cli", "eval", "--dataset", "wds/synth", "--dataset_root", str(wds),
+                    "--model", f"local-dir:{tmp / 'run' / 'final'}", "--no_amp", "--num_workers", "0",
+                    "--output", str(tmp / "peer.json")]
+        timed(ours_cmd + [str(tmp / "x")], env), timed(peer_cmd, env)  # once untimed: both in the page cache
+        for i in range(a.repeat):  # cliplab extracts the shards afresh each time, as on its first run
+            ours_s, ours = timed(ours_cmd + [str(tmp / f"x{i}")], env)
+            peer_s, _ = timed(peer_cmd, env)
+            print(f"| zero-shot, {len(test)} images, end to end | cliplab {ours_s:.1f} s | clip-benchmark "
+                  f"{peer_s:.1f} s | ratio {peer_s / ours_s:.2f} | load {os.getloadavg()[0]:.1f} | cliplab "
+                  f"acc1/acc5/mpcr {ours} |", flush=True)
     if a.skip_sweep:
         return
     loaded = load_model(pretrained=str(tmp / "run"), device="cpu")
     base = ImageSet(everything.records.head(a.n), "sweep")
+    shutil.rmtree(tmp / "corrupted", ignore_errors=True)  # corrupted files are reused: time them afresh
     sweep = corrupt_images(base, tmp / "corrupted", "common", "1-5", seed=0)
     start = time.perf_counter()
     emb = embed_images(loaded, sweep.images, cache_dir=None, progress=False)

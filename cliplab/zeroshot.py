@@ -7,16 +7,13 @@ mean per-class recall (balanced accuracy), plus the confusion matrix (in metrics
 """
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse
 import torch
-from sklearn.metrics import balanced_accuracy_score
 
 from .atomic import output_set, prepare_out_dir
 from .data import ImageSet, read_images
@@ -126,26 +123,35 @@ def zeroshot_metrics(logits: np.ndarray | torch.Tensor, y_true: np.ndarray, k: i
     a list of lists up to MAX_JSON_CLASSES classes, else a scipy.sparse CSR matrix (10,000 classes
     would be 10^8 cells; an image set fills at most one cell per image)."""
     logits = logits.detach().float().cpu().numpy() if isinstance(logits, torch.Tensor) else np.asarray(logits)
-    y_true = np.asarray(y_true)
+    y_true = np.asarray(y_true, dtype=np.int64)
     n_classes = logits.shape[1]
     order = np.argsort(-logits, axis=1, kind="stable")
     pred = order[:, 0]
     in_topk = (order[:, :min(k, n_classes)] == y_true[:, None]).any(axis=1)
-    cm = scipy.sparse.coo_matrix((np.ones(len(y_true), dtype=np.int64), (y_true, pred)),
-                                 shape=(n_classes, n_classes)).tocsr()
+    if n_classes <= MAX_JSON_CLASSES:
+        cm = np.bincount(y_true * n_classes + pred, minlength=n_classes ** 2).reshape(n_classes, n_classes).tolist()
+    else:
+        import scipy.sparse  # here, not at the top: a zero-shot run of a small class list need not load it
+
+        cm = scipy.sparse.coo_matrix((np.ones(len(y_true), dtype=np.int64), (y_true, pred)),
+                                     shape=(n_classes, n_classes)).tocsr()
     return {
         "acc1": float((pred == y_true).mean()),
         f"acc{k}": float(in_topk.mean()),
-        "mean_per_class_recall": _balanced_accuracy(y_true, pred),
+        "mean_per_class_recall": mean_per_class_recall(y_true, pred, n_classes),
         "n_images": len(y_true),
-        "confusion_matrix": cm.toarray().tolist() if n_classes <= MAX_JSON_CLASSES else cm,
+        "confusion_matrix": cm,
     }
 
 
-def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
-    with warnings.catch_warnings():  # predictions into classes absent from y_true are expected here
-        warnings.simplefilter("ignore", UserWarning)
-        return float(balanced_accuracy_score(y_true, pred))
+def mean_per_class_recall(y_true: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
+    """Recall averaged over the classes present in ``y_true``: scikit-learn's balanced_accuracy_score (and so
+    CLIP_benchmark's mean_per_class_recall), computed from two bincounts because importing sklearn.metrics
+    costs a zero-shot run about a second of its start-up; tests/test_zeroshot.py checks it against sklearn."""
+    support = np.bincount(y_true, minlength=n_classes)
+    hits = np.bincount(y_true[pred == y_true], minlength=n_classes)
+    present = support > 0
+    return float((hits[present] / support[present]).mean())
 
 
 @dataclass
@@ -238,7 +244,9 @@ def write_zeroshot(result: ZeroShotResult, out: str | Path) -> Path:
     out = prepare_out_dir(out)
     metrics = dict(result.metrics)  # serialised when the set is complete: the sidecar's name goes in first
     with output_set(out, "metrics.json", metrics) as files:
-        if scipy.sparse.issparse(metrics["confusion_matrix"]):
+        if not isinstance(metrics["confusion_matrix"], list):  # a scipy.sparse matrix (MAX_JSON_CLASSES)
+            import scipy.sparse
+
             with open(files.path(CONFUSION_FILE), "wb") as f:
                 scipy.sparse.save_npz(f, metrics["confusion_matrix"])
             metrics["confusion_matrix"] = CONFUSION_FILE

@@ -53,6 +53,31 @@ def test_probes_are_reproducible(data):
     pd.testing.assert_frame_equal(a.curve, b.curve)
 
 
+def test_parallel_fits_equal_in_process_fits(data):
+    x_tr, y_tr, x_te, y_te = data
+    one, two = (run_probes(x_tr, y_tr, x_te, y_te, [f"c{i}" for i in range(6)],
+                           ProbeConfig(ks=(1, 4, 8), seeds=2, c_grid=FAST.c_grid, n_jobs=n)) for n in (1, 2))
+    pd.testing.assert_frame_equal(one.curve, two.curve)  # same rows in (k, seed) order, same C and scores
+    assert one.full == two.full
+
+
+def test_float32_embeddings_are_fitted_in_float32_to_the_same_probe(data):
+    x_tr, y_tr, x_te, _ = data
+    p32 = fit_probe(x_tr[:240], y_tr[:240], x_tr[240:], y_tr[240:], 6, FAST.c_grid)
+    p64 = fit_probe(x_tr[:240].astype(np.float64), y_tr[:240], x_tr[240:], y_tr[240:], 6, FAST.c_grid)
+    assert p32.model.coef_.dtype == np.float32 and p64.model.coef_.dtype == np.float64
+    assert p32.C == p64.C and (p32.logits(x_te).argmax(1) == p64.logits(x_te).argmax(1)).mean() > 0.99
+
+
+def test_bad_probe_input_is_an_input_error(data):
+    x_tr, y_tr, x_te, y_te = data
+    one_class = y_tr == 0
+    with pytest.raises(InputError, match="fewer than 2 classes"):
+        run_probes(x_tr[one_class], y_tr[one_class], x_te, y_te, [f"c{i}" for i in range(6)], FAST)
+    with pytest.raises(InputError, match="--jobs"):
+        run_probes(x_tr, y_tr, x_te, y_te, [f"c{i}" for i in range(6)], ProbeConfig(n_jobs=0))
+
+
 def test_zeroshot_is_placed_on_the_curve(result):
     zs = result.zeroshot["acc1"]
     sm = result.summary
@@ -114,5 +139,5 @@ def test_cli_probe_arguments_parse():
     from cliplab.cli import build_parser
 
     args = build_parser().parse_args(["probe", "--train-images", "a", "--test-images", "b", "--out", "o",
-                                      "--k", "1,4", "--seeds", "6"])
-    assert args.k == "1,4" and args.seeds == 6 and args.val_fraction == 0.2
+                                      "--k", "1,4", "--seeds", "6", "--jobs", "1"])
+    assert args.k == "1,4" and args.seeds == 6 and args.val_fraction == 0.2 and args.jobs == 1

@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,20 @@ def test_cli_writes_metrics_and_predictions(synth_data, tmp_path, capsys):
     code = main(["zeroshot", "--model", "cliplab-tiny", "--random-init", "--images", str(synth_data),
                  "--classes", "cat", "--out", str(out)])
     assert code == EXIT_INPUT and "at least 2 classes" in capsys.readouterr().err
+
+
+def test_mean_per_class_recall_and_confusion_match_sklearn():
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+    rng = np.random.default_rng(0)
+    for n_classes, n in ((7, 40), (30, 25), (2, 9)):  # 25 images of 30 classes: classes absent from y_true
+        y, pred = rng.integers(0, n_classes, n), rng.integers(0, n_classes, n)
+        m = zeroshot_metrics(np.eye(n_classes)[pred], y)
+        with warnings.catch_warnings():  # sklearn warns of predicted classes absent from y_true
+            warnings.simplefilter("ignore", UserWarning)
+            expected = balanced_accuracy_score(y, pred)
+        assert m["mean_per_class_recall"] == pytest.approx(expected, abs=1e-12)
+        assert m["confusion_matrix"] == confusion_matrix(y, pred, labels=range(n_classes)).tolist()
 
 
 def test_labels_match_ignoring_case_and_spaces():

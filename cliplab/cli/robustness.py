@@ -82,6 +82,8 @@ def add_probe_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, default=5, help="draws per k (>= 5 for an interval worth reading)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="share of the training images held out to "
                    "choose the regularisation strength C (default 0.2)")
+    p.add_argument("--jobs", type=int, default=2, help="probes fitted at once, in worker processes (default 2; "
+                   "1: in this process, -1: every core)")
     p.add_argument("--no-zeroshot", action="store_true", help="skip placing zero-shot on the curve")
 
 
@@ -152,7 +154,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from ..probe import ProbeConfig, write_probe
     from ..robustness import probe_image_sets
 
-    cfg = ProbeConfig(ks=_ints(args.k, "--k"), seeds=args.seeds, val_fraction=args.val_fraction, seed=args.seed)
+    cfg = ProbeConfig(ks=_ints(args.k, "--k"), seeds=args.seeds, val_fraction=args.val_fraction, seed=args.seed,
+                      n_jobs=args.jobs)
     loaded = load_model_from_args(args)
     result, notes = probe_image_sets(loaded, train, test, cfg, args.classes, args.templates, args.label_column,
                                      zeroshot=not args.no_zeroshot, **_embed_kwargs(args))
