@@ -14,7 +14,7 @@ Rows:
   Python; with a randomly initialised ViT-B-32 (the real text-tower cost) and with cliplab-tiny.
 - EmbeddingExplorer on 100,000 points: build (downsampled to 20,000 for display) and recolour, and
   the size of the figure sent to the browser; the same without downsampling for comparison.
-- Widget creation on the demo data (600 synthetic test images, cliplab-tiny), each in a fresh
+- Widget creation on the demo data (the demo's synthetic test split and model, cliplab.demo), each in a fresh
   interpreter as in a notebook: importing the widgets, then building PromptLab, EmbeddingExplorer
   (PCA) and AuditDashboard (the audit itself is timed apart). Target: under 3 s each.
 - The report's first paint (first-contentful-paint in Debian's chromium, when playwright is installed)
@@ -149,7 +149,7 @@ from cliplab import demo
 from cliplab.embed import embed_images
 root = sys.argv[1]
 images = demo.held_out(demo.synthetic_data(__import__("pathlib").Path(root)))
-loaded = cliplab.load_model("cliplab-tiny", device="cpu", seed=0)
+loaded = cliplab.load_model(demo.MODEL, device="cpu", seed=0)  # random weights cost what trained ones do
 emb = embed_images(loaded, images, cache_dir=root + "/cache", progress=False)
 out = {"set-up (data, model, embeddings)": time.perf_counter() - t}
 t = time.perf_counter(); import cliplab.widgets.prompt_lab, cliplab.widgets.explorer, cliplab.widgets.audit_dashboard
@@ -180,7 +180,9 @@ def bench_demo_widgets(rows: list) -> None:
 
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "CLIPLAB_NB_IMAGES": "3000"}
+        from cliplab import demo
+
+        env = {**os.environ, "CLIPLAB_NB_IMAGES": str(demo.SYNTH.n)}
         done = subprocess.run([sys.executable, "-c", DEMO_WIDGETS, tmp], capture_output=True, text=True,
                               cwd=root, env=env, check=True)
         result = json.loads(done.stdout.strip().splitlines()[-1])
