@@ -43,11 +43,11 @@ def scenes_models(tmp_path_factory: pytest.TempPathFactory):
     return get
 
 
-def _audit(csv: Path, run: Path, out: Path) -> dict:
+def _audit(csv: Path, run: Path, out: Path, *extra: str) -> dict:
     from cliplab.cli import main
 
     code = main(["audit", "--labels", str(ROOT / "audits" / "synthetic.yaml"), "--images", str(csv),
-                 "--pretrained", str(run), "--out", str(out), "--no-cache", "--quiet"])
+                 "--pretrained", str(run), "--out", str(out), "--no-cache", "--quiet", *extra])
     assert code == EXIT_OK
     return json.loads((out / "metrics.json").read_text())
 
@@ -80,3 +80,26 @@ def test_no_planted_harm_flags_nothing_at_top1(scenes_models, tmp_path: Path) ->
     planted_kind = [(d["group"], d["metric"], d["k"], d["difference"], d["ci_low"], d["ci_high"])
                     for d in doc["disparities"] if d["flagged"] and (d["k"] <= 1 or "tone" in d["attribute"])]
     assert not planted_kind, planted_kind
+
+
+def test_the_harm_holds_across_wordings_and_the_projection_reduces_it(scenes_models, tmp_path: Path) -> None:
+    """Issue 16's acceptance on this world: the planted top-1 harm, rerun under the 80 ImageNet templates
+    (plus the audit's own), is detected under most of them (the share is reported), and projecting the tone
+    directions out of the text classifier (orthogonal) lowers it, with the accuracy change reported."""
+    import pandas as pd
+
+    csv, run = scenes_models(0.2)
+    out = tmp_path / "out"
+    doc = _audit(csv, run, out, "--template-variants", "openai-imagenet", "--mitigate", "projection",
+                 "--mitigate-attribute", "tone")
+    wording = pd.read_csv(out / "wording.csv")
+    harm = wording[(wording["attribute"] == "tone") & (wording["group"] == "dark")
+                   & (wording["metric"] == "flagged_rate") & (wording["k"] == 1)].iloc[0]
+    assert harm["n_variants"] == 81 and bool(harm["detected"])
+    assert harm["detected_share"] > 0.5, harm.to_dict()  # a majority of wordings, not one lucky template
+    rows = [d for d in doc["mitigation"]["disparities"] if d["attribute"] == "tone" and d["group"] == "dark"
+            and d["metric"] == "flagged_rate" and d["k"] == 1]
+    assert len(rows) == 1 and rows[0]["detected_before"]
+    assert rows[0]["difference_orthogonal"] < rows[0]["difference_before"], rows[0]
+    accuracy = [o for o in doc["mitigation"]["overall"] if o["metric"] == "accuracy" and o["method"] == "orthogonal"]
+    assert len(accuracy) == 1 and accuracy[0]["change_ci_low"] <= accuracy[0]["change"] <= accuracy[0]["change_ci_high"]
