@@ -11,8 +11,8 @@ import cliplab.audit
 PACKAGE = Path(cliplab.audit.__file__).parent
 LAYERS = [{"sections"}, {"definition", "metadata"}, {"stats"}, {"metrics"},
           {"disparities", "retrieval", "power"},  # numbers
-          {"text"}, {"report"}, {"mitigation_report"}, {"html"}, {"outputs"}, {"result"}, {"compare"}, {"run"},
-          {"variants", "mitigation"}, {"cli_args"}]
+          {"text"}, {"report"}, {"mitigation_report", "report_tables"}, {"html"}, {"outputs"}, {"result"},
+          {"compare"}, {"run"}, {"variants", "mitigation"}, {"cli_args"}]
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}
 
 
