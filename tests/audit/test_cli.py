@@ -21,7 +21,7 @@ def test_audit_synthetic_yaml(cli_main, common, tmp_path, capsys):
     out = tmp_path / "out"
     assert cli_main(["audit", "--labels", str(AUDITS / "synthetic-legacy.yaml"), *common, "--out", str(out)]) == EXIT_OK
     printed = capsys.readouterr().out
-    assert f"report: {out / 'report.html'}" in printed and "flagged disparit" in printed
+    assert f"report: {out / 'report.html'}" in printed and "detected disparit" in printed
     for name in ("report.html", "metrics.json", "groups.csv", "disparities.csv", "predictions.parquet"):
         assert (out / name).is_file()
     doc = json.loads((out / "metrics.json").read_text())
