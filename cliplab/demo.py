@@ -41,6 +41,7 @@ TEMPLATE = "a photo of a person holding a {}."  # the zero-shot template ("{}" =
 LABEL_COLUMN = "label"
 RUN_NAME = "run-minilm"
 
+
 @dataclass
 class Workspace:
     """What :func:`workspace` returns: paths, the audited images, the model and the demo's settings."""
