@@ -108,8 +108,8 @@ def step_rates(models: list[str], batch: int, threads: int, steps: int = 6, repe
 
 def fixed_costs(model_name: str, threads: int, out: Path, repeats: int = 3) -> dict:
     """The trainer's per-epoch fixed costs on the training thread, best of ``repeats``: a checkpoint
-    (tensors copied on the training thread, serialised and written by a background thread) against the same bytes written
-    synchronously (torch.save + fsync, as before), and the import the evaluation no longer pays."""
+    (tensors copied on the training thread, serialised and written by a background thread) against the
+    same state written synchronously (torch.save + fsync), and the import the evaluation no longer pays."""
     import torch
 
     from cliplab.models import load_model
