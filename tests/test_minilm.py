@@ -93,7 +93,7 @@ def test_identical_captions_in_a_batch_are_positives(minilm):
     captions = ["a photo of a person holding a kite.", "a cup.", "a photo of a person holding a kite.",
                 "a key.", "a cup.", "a photo of a person holding a kite."]
     groups = [captions.index(c) for c in captions]
-    tokens, images = minilm.tokenizer(captions), torch.rand(6, 3, 32, 32)
+    tokens, images = minilm.tokenizer(captions), torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     model = ContrastiveModel(clip, text_cache=TextFeatureCache(locked_hf_tower(clip)))
     results = []
     for loss_fn in (open_clip.ClipLoss(), lambda i, t, s: _reference_loss(i, t, s, groups)):
@@ -108,7 +108,12 @@ def test_identical_captions_in_a_batch_are_positives(minilm):
     (l0, g0), (l1, g1) = results
     assert torch.allclose(l0, l1, atol=1e-5)
     assert g0.keys() == g1.keys() and "text.proj.weight" in g0
-    assert all(torch.allclose(g0[n], g1[n], atol=1e-6) for n in g0)
+    # float32 through two summation orders: every gradient agrees to 1e-5 of the largest gradient entry
+    # (measured: 1-2e-6 of it, in the conv stem; an entry-wise 1e-6 was below float32's resolution at
+    # that scale); a 1% change of the logit scale in the reference moves them by 1e-2 of it
+    scale = max(float(g.abs().max()) for g in g1.values())
+    worst = max(g0, key=lambda n: float((g0[n] - g1[n]).abs().max()))
+    assert float((g0[worst] - g1[worst]).abs().max()) <= 1e-5 * scale, worst
     # why: the copies' features are bit-identical, so "my own copy" and "any copy" are the same target
     assert torch.equal(txt[0], txt[2]) and torch.equal(txt[0], txt[5]) and torch.equal(txt[1], txt[4])
 

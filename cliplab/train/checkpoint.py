@@ -72,8 +72,8 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 class CheckpointWriter:
     """Writes ``step_NNNNNNNN.pt`` atomically (temp file, fsync, rename), then drops all but the last ``keep``.
 
-    ``save`` copies the state's tensors on the caller's thread (a snapshot: later in-place updates of
-    the weights do not reach it, and copying 100 MB takes tens of milliseconds); serialising, the disk
+    ``save`` copies the state's tensors to host memory on the caller's thread (a snapshot: later in-place
+    updates of the weights do not reach it, and copying 100 MB takes tens of milliseconds); serialising, the disk
     write, fsync and pruning run in a background thread, so training waits for neither pickling nor the
     disk. One write is in flight at a time; ``wait`` (called before the next save and at the end of the
     run) re-raises its error, if any.
@@ -117,9 +117,10 @@ class CheckpointWriter:
 
 
 def _snapshot(x: Any) -> Any:
-    """A copy of ``x`` whose tensors are fresh copies and whose containers are new (leaves shared)."""
+    """A copy of ``x`` whose tensors are fresh copies in host memory (a GPU's memory is not doubled) and
+    whose containers are new (other leaves shared)."""
     if isinstance(x, torch.Tensor):
-        return x.detach().clone()
+        return x.detach().to("cpu", copy=True)
     if isinstance(x, dict):
         return {k: _snapshot(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
