@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 from ..errors import InputError
-from .adaptation import AdaptationData, adaptation_data
 from .config import ATTRIBUTES, STYLES, WORLDS, SynthConfig
 from .legacy import CLASSES as LEGACY_CLASSES
 from .legacy import synthesize_legacy
@@ -18,8 +17,8 @@ from .output import MARKER
 from .scenes import EVAL_TEMPLATE, synthesize_scenes
 from .vocab import CLASSES
 
-__all__ = ["ATTRIBUTES", "CLASSES", "EVAL_TEMPLATE", "LEGACY_CLASSES", "MARKER", "STYLES", "WORLDS", "AdaptationData",
-           "SynthConfig", "adaptation_data", "heldout_lists", "synthesize"]
+__all__ = ["ATTRIBUTES", "CLASSES", "EVAL_TEMPLATE", "LEGACY_CLASSES", "MARKER", "STYLES", "WORLDS", "SynthConfig",
+           "heldout_lists", "synthesize"]
 
 
 def synthesize(out_dir: str | Path, config: SynthConfig | None = None, progress: bool = False) -> Path:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 ADAPT, IN_DISTRIBUTION, UNCORRELATED = "adapt", "in-distribution", "uncorrelated scenes"
 SHIFT_COLUMN = "shift"
+TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "training" / "configs" / "minilm-synthetic.yaml"
 
 
 @dataclass(frozen=True)
@@ -73,20 +74,23 @@ def _read(manifest: Path, folder: str) -> pd.DataFrame:
 
 
 def run_adaptation(out: str | Path, epochs: int = 24, seed: int = 0, n_pretrain: int = 3000, n_target: int = 5000,
-                   progress: bool = False) -> RobustnessResult:
-    """The whole experiment: both worlds, cliplab-minilm trained on the broad one, then `cliplab robustness`
-    on the target (zero-shot against the probes fitted on its ``adapt`` rows); outputs in ``out/robustness``."""
+                   progress: bool = False, train_config: str | Path = TRAIN_CONFIG) -> RobustnessResult:
+    """The whole experiment: both worlds, cliplab-minilm trained on the broad one (``train_config``, default
+    the repository's minilm-synthetic.yaml), then `cliplab robustness` on the target (zero-shot against the
+    probes fitted on its ``adapt`` rows); outputs in ``out/robustness``."""
     from ..data import read_images
+    from ..errors import InputError
     from ..models import load_model
     from ..robustness import RobustnessConfig, run_robustness, write_robustness
     from ..train import load_train_config, train
 
+    if not Path(train_config).is_file():
+        raise InputError(f"no training config {train_config} (it ships in the repository's training/configs/)")
     root = Path(out).expanduser()
     data = adaptation_data(root, seed, n_pretrain, n_target, progress=progress)
-    config = load_train_config(Path(__file__).resolve().parents[2] / "training/configs/minilm-synthetic.yaml",
-                               {"data": str(data.pretrain), "out": str(root / "run"), "epochs": str(epochs),
-                                "seed": str(seed), "progress": str(progress).lower(), "tensorboard": "false"})
-    run = train(config).run_dir
+    overrides = {"data": str(data.pretrain), "out": str(root / "run"), "epochs": str(epochs), "seed": str(seed),
+                 "progress": str(progress).lower(), "tensorboard": "false"}
+    run = train(load_train_config(train_config, overrides)).run_dir
     loaded = load_model(pretrained=str(run), device="cpu")
     target = read_images(data.target)
     evaluated = target.where(shift=[v for v in target.records[SHIFT_COLUMN].unique() if v != ADAPT])
@@ -121,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="a new folder for the worlds, the trained run and the results")
     ap.add_argument("--epochs", type=int, default=24, help="training epochs on the broad world (default 24)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", default=str(TRAIN_CONFIG), help="training config (default: minilm-synthetic.yaml)")
     args = ap.parse_args(argv)
     try:
-        print(format_adaptation(run_adaptation(args.out, args.epochs, args.seed, progress=True)))
+        print(format_adaptation(run_adaptation(args.out, args.epochs, args.seed, progress=True,
+                                               train_config=args.config)))
     except CliplabError as e:
         print(f"cliplab: error: {e}", file=sys.stderr)
         return e.exit_code
