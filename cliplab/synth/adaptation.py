@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import write_table
+from ..errors import InputError
 from .config import SynthConfig
 from .scenes import synthesize_scenes
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 ADAPT, IN_DISTRIBUTION, UNCORRELATED = "adapt", "in-distribution", "uncorrelated scenes"
 SHIFT_COLUMN = "shift"
+SPURIOUS, ADAPT_SHARE = 0.9, 0.75  # the target's scene cue; the share of its training images the probes fit on
 TRAIN_CONFIG = Path(__file__).resolve().parents[2] / "training" / "configs" / "minilm-synthetic.yaml"
 
 
@@ -42,18 +44,19 @@ class AdaptationData:
 
 
 def adaptation_data(out: str | Path, seed: int = 0, n_pretrain: int = 3000, n_target: int = 5000,
-                    spurious: float = 0.9, adapt_share: float = 0.75, progress: bool = False) -> AdaptationData:
+                    spurious: float = SPURIOUS, adapt_share: float = ADAPT_SHARE,
+                    progress: bool = False) -> AdaptationData:
     """Write both worlds under ``out`` (``pretrain/``, ``target/``) and the two manifests beside them.
 
     ``adapt_share`` of the target's training images (in file order) are the probes' training rows
-    (shift ``adapt``); the rest are the in-distribution test set.
+    (shift ``adapt``); the rest are the in-distribution test set. A setting out of range is an InputError,
+    raised before anything is written.
     """
-    if not 0.0 < adapt_share < 1.0:
-        raise ValueError(f"adapt_share must be in (0, 1), got {adapt_share}")
+    broad_cfg, target_cfg = _configs(seed, n_pretrain, n_target, spurious, adapt_share)
     root = Path(out).expanduser()
-    broad = _read(_synth(root / "pretrain", SynthConfig(n=n_pretrain, seed=seed + 1), progress), "pretrain")
+    broad = _read(synthesize_scenes(root / "pretrain", broad_cfg, progress), "pretrain")
     broad["split"] = "train"
-    target = _read(_synth(root / "target", SynthConfig(n=n_target, seed=seed, spurious=spurious), progress), "target")
+    target = _read(synthesize_scenes(root / "target", target_cfg, progress), "target")
     train = (target["split"] == "train").to_numpy()
     shift = np.where(target["split"] == "test", UNCORRELATED, target["style"]).astype(object)
     n_adapt = round(int(train.sum()) * adapt_share)
@@ -63,8 +66,16 @@ def adaptation_data(out: str | Path, seed: int = 0, n_pretrain: int = 3000, n_ta
                           root / "target" / "classes.txt")
 
 
-def _synth(out: Path, cfg: SynthConfig, progress: bool) -> Path:
-    return synthesize_scenes(out, cfg.resolved(), progress)
+def _configs(seed: int, n_pretrain: int, n_target: int, spurious: float,
+             adapt_share: float) -> tuple[SynthConfig, SynthConfig]:
+    """The two worlds' settings, validated (one-line InputError)."""
+    if not 0.0 < adapt_share < 1.0:
+        raise InputError(f"adapt_share must be in (0, 1), got {adapt_share}")
+    try:
+        return (SynthConfig(n=n_pretrain, seed=seed + 1).resolved(),
+                SynthConfig(n=n_target, seed=seed, spurious=spurious).resolved())
+    except ValueError as e:
+        raise InputError(str(e)) from None
 
 
 def _read(manifest: Path, folder: str) -> pd.DataFrame:
@@ -79,7 +90,6 @@ def run_adaptation(out: str | Path, epochs: int = 24, seed: int = 0, n_pretrain:
     the repository's minilm-synthetic.yaml), then `cliplab robustness` on the target (zero-shot against the
     probes fitted on its ``adapt`` rows); outputs in ``out/robustness``."""
     from ..data import read_images
-    from ..errors import InputError
     from ..models import load_model
     from ..robustness import RobustnessConfig, run_robustness, write_robustness
     from ..train import load_train_config, train
@@ -87,10 +97,12 @@ def run_adaptation(out: str | Path, epochs: int = 24, seed: int = 0, n_pretrain:
     if not Path(train_config).is_file():
         raise InputError(f"no training config {train_config} (it ships in the repository's training/configs/)")
     root = Path(out).expanduser()
+    _configs(seed, n_pretrain, n_target, SPURIOUS, ADAPT_SHARE)  # every setting checked before any work
+    overrides = {"data": str(root / "pretrain.csv"), "out": str(root / "run"), "epochs": str(epochs),
+                 "seed": str(seed), "progress": str(progress).lower(), "tensorboard": "false"}
+    config = load_train_config(train_config, overrides)
     data = adaptation_data(root, seed, n_pretrain, n_target, progress=progress)
-    overrides = {"data": str(data.pretrain), "out": str(root / "run"), "epochs": str(epochs), "seed": str(seed),
-                 "progress": str(progress).lower(), "tensorboard": "false"}
-    run = train(load_train_config(train_config, overrides)).run_dir
+    run = train(config).run_dir
     loaded = load_model(pretrained=str(run), device="cpu")
     target = read_images(data.target)
     evaluated = target.where(shift=[v for v in target.records[SHIFT_COLUMN].unique() if v != ADAPT])

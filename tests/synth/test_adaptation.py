@@ -13,7 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cliplab.synth.adaptation import ADAPT, IN_DISTRIBUTION, SHIFT_COLUMN, UNCORRELATED, format_adaptation
+from cliplab.errors import EXIT_INPUT
+from cliplab.synth.adaptation import ADAPT, IN_DISTRIBUTION, SHIFT_COLUMN, UNCORRELATED, format_adaptation, main
 
 pytestmark = pytest.mark.timeout(1200)
 SHIFTS = ["sketch", "cartoon", "noise", "blur", "silhouette", UNCORRELATED]
@@ -69,3 +70,13 @@ def test_the_report_is_written(experiment) -> None:
     out = Path(root) / "robustness"
     assert (out / "robustness.json").is_file() and (out / "report.html").is_file()
     assert (out / "effective_robustness.csv").is_file()
+
+
+@pytest.mark.parametrize("args, message", [(["--seed", "-1"], "seed must be a non-negative integer"),
+                                           (["--epochs", "0"], "'epochs' must be positive"),
+                                           (["--config", "missing.yaml"], "no training config missing.yaml")])
+def test_bad_settings_are_one_line_before_any_work(tmp_path: Path, capsys, args, message) -> None:
+    assert main(["--out", str(tmp_path / "out"), *args]) == EXIT_INPUT
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
