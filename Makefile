@@ -1,6 +1,6 @@
 # make install: .venv with cliplab and everything its tests and notebooks need (and cliplab-minilm's text tower).
 # make demo:    install + synthesise data with a planted bias, train cliplab-minilm, zero-shot + audits.
-# make test:    install + the whole test suite but the browser tests.
+# make test:    install + the whole test suite but the browser tests (on both cores: pytest-xdist).
 # make test-browser: install + chromium (apt) + playwright + the browser tests (CI runs both).
 # make test-peers: a separate venv with LAION's clip-benchmark (numpy < 2.4) + the peer checks (CI runs it).
 PYTHON ?= python3
@@ -31,8 +31,10 @@ demo: install
 		--images $(DEMO)/data/metadata.csv --pretrained $(DEMO)/run --cache-dir $(DEMO)/cache --quiet \
 		--out $(DEMO)/audit-people
 
+# both cores: one pytest worker per core, a test file per worker (its fixtures built once), one torch thread
+# each (two workers of two threads would oversubscribe the cores)
 test: install
-	$(PY) -m pytest -q --ignore=tests/browser
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile --ignore=tests/browser
 
 # JupyterLab driven by Playwright in Debian's chromium (installed with apt; needs root, as on CI)
 test-browser: install

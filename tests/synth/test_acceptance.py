@@ -73,12 +73,26 @@ def test_no_planted_harm_flags_nothing_at_top1(scenes_models, tmp_path: Path) ->
     What this model does show at B = 0 (seed 0) is an association nobody planted: children get 'thief'
     among their top-2 labels about 6 pp more often than adults, although no training caption says
     'thief'; it comes from where the locked text tower puts "a photo of a thief." among the person
-    phrases. It is reported by the audit (and in BENCHMARKS.md), not asserted away here.
+    phrases. It is reported by the audit (and in BENCHMARKS.md), not asserted away here. On some CPUs
+    (float arithmetic differs by instruction set) a tone x age cell of children is flagged with it at top-2:
+    that cell carries the age association, so a tone x age flag counts as about tone only when the cell's
+    age group is not itself flagged the same way, or when the cell is the planted group's.
     """
     csv, run = scenes_models(0.0)
     doc = _audit(csv, run, tmp_path / "out")
+    flagged = [d for d in doc["disparities"] if d["flagged"]]
+    by_age = {(d["group"], d["metric"], d["k"], d["difference"] > 0) for d in flagged if d["attribute"] == "age"}
+
+    def about_tone(d: dict) -> bool:
+        if d["attribute"] == "tone" or "dark" in d["group"]:
+            return True
+        if d["attribute"] == "tone & age":
+            age = d["group"].split(" & ")[1]
+            return (age, d["metric"], d["k"], d["difference"] > 0) not in by_age
+        return False
+
     planted_kind = [(d["group"], d["metric"], d["k"], d["difference"], d["ci_low"], d["ci_high"])
-                    for d in doc["disparities"] if d["flagged"] and (d["k"] <= 1 or "tone" in d["attribute"])]
+                    for d in flagged if d["k"] <= 1 or about_tone(d)]
     assert not planted_kind, planted_kind
 
 
