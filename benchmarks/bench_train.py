@@ -6,6 +6,7 @@ cliplab's zero-shot on the clean test split. Also printed: the ceiling, i.e. for
 optimizer step on pre-made tensors (no data loading at all).
 
     python benchmarks/bench_train.py [--n 3000] [--epochs 4] [--batch-size 128] [--peer-workers 1,2] [--repeats 2]
+                                     [--threads 0]
 
 Numbers on a shared machine are noisy: compare the ratios of one run, not runs with each other.
 """
@@ -255,8 +256,9 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="interleaved repeats of each run; the best is kept")
     p.add_argument("--no-ablation", dest="ablation", action="store_false",
                    help="skip the extra cliplab run with dedupe_captions=false")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads for both trainers (default 1, as tiny-synthetic.yaml; 0: torch default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads for both trainers (default 0: torch's default, every core, the fastest "
+                        "setting of both on a quiet machine; 1: as tiny-synthetic.yaml, for a busy machine)")
     p.add_argument("--out", help="keep outputs here (default: a temp folder)")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--fixed-costs", action="store_true",

@@ -1,6 +1,4 @@
 """``python -m cliplab.cli``: the same as the ``cliplab`` command."""
-import sys
+from . import run
 
-from . import main
-
-sys.exit(main())
+run()
