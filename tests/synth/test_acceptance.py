@@ -74,9 +74,9 @@ def test_no_planted_harm_flags_nothing_at_top1(scenes_models, tmp_path: Path) ->
     among their top-2 labels about 6 pp more often than adults, although no training caption says
     'thief'; it comes from where the locked text tower puts "a photo of a thief." among the person
     phrases. It is reported by the audit (and in BENCHMARKS.md), not asserted away here. On some machines
-    (the same code and seed train a slightly different model) a tone x age cell of children is flagged with it at top-2:
-    that cell carries the age association, so a tone x age flag counts as about tone only when the cell's
-    age group is not itself flagged the same way, or when the cell is the planted group's.
+    (the same code and seed train a slightly different model) a tone x age cell of children is flagged
+    with it at top-2: that cell carries the age association, so a tone x age flag counts as about tone
+    only when the cell's age group is not itself flagged the same way, or when the cell is a dark one.
     """
     csv, run = scenes_models(0.0)
     doc = _audit(csv, run, tmp_path / "out")
